@@ -1,0 +1,13 @@
+"""carbonlog: energy and CO2 of machine-learning training, measured where it happens.
+
+Importing it is cheap: meters, tables and frameworks load on first use.
+"""
+
+from carbonlog.estimate import estimate
+from carbonlog.intensity import intensity
+from carbonlog.interval import Interval, Summary
+from carbonlog.tracker import Tracker, track
+
+__version__ = "0.1.0"
+
+__all__ = ["Interval", "Summary", "Tracker", "__version__", "estimate", "intensity", "track"]

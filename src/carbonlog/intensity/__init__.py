@@ -1,0 +1,220 @@
+"""Location -> g CO2e/kWh: offline tables, PUE, and an optional live source.
+
+Configuration order (DESIGN.md): argument, then environment (CARBONLOG_LOCATION,
+CARBONLOG_PUE, CARBONLOG_INTENSITY), then the world average with one warning.
+Importing this package reads no table and opens no socket; both happen on first use,
+and a socket only when a live source is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field, replace
+
+from carbonlog.intensity.tables import Grid, coverage
+
+__all__ = ["Grid", "Site", "coverage", "intensity", "resolve_site"]
+
+logger = logging.getLogger("carbonlog")
+
+ENV_LOCATION = "CARBONLOG_LOCATION"
+ENV_PUE = "CARBONLOG_PUE"
+ENV_INTENSITY = "CARBONLOG_INTENSITY"
+
+
+def intensity(location: str) -> Grid:
+    """The grid row for `location`: g CO2e/kWh with source, year and resolved name."""
+    from carbonlog.intensity.locations import resolve
+
+    return resolve(location)
+
+
+def _number(value: float | str, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return number
+
+
+def check_pue(value: float | str, what: str = "pue") -> float:
+    """A valid PUE: finite and >= 1 (a data centre cannot use less than its IT load)."""
+    pue = _number(value, what)
+    if pue < 1.0:
+        raise ValueError(f"{what} must be >= 1.0 (facility energy / IT energy), got {value!r}")
+    return pue
+
+
+def check_g_per_kwh(value: float | str, what: str = "intensity") -> float:
+    """A valid carbon intensity in g CO2e/kWh: finite and >= 0."""
+    g_per_kwh = _number(value, what)
+    if g_per_kwh < 0:
+        raise ValueError(f"{what} must be >= 0 g CO2e/kWh, got {value!r}")
+    return g_per_kwh
+
+
+@dataclass
+class Site:
+    """Where a run draws its power: the grid row, the PUE, and how intensity is obtained.
+
+    `current_g_per_kwh()` is called once per interval: the table figure, or the live
+    figure when a live source is set; a live failure falls back to the table for that
+    interval and is logged once until the source recovers.
+    """
+
+    grid: Grid
+    pue: float
+    pue_source: str = "default"
+    live: object | None = None  # anything with latest(zone) -> (g/kWh, source)
+    zone: str | None = None
+    _live_failing: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self):
+        self.pue = check_pue(self.pue)
+        check_g_per_kwh(self.grid.g_per_kwh, f"carbon intensity of {self.grid.code}")
+
+    def current_g_per_kwh(self) -> tuple[float, str]:
+        """(g CO2e/kWh, source) for the interval being closed."""
+        if self.live is None:
+            return self.grid.g_per_kwh, self.grid.source
+        try:
+            value, source = self.live.latest(self.zone)
+            value = check_g_per_kwh(value, "live carbon intensity")
+        except Exception as exc:  # the tracker never breaks training
+            if not self._live_failing:
+                logger.warning(
+                    "carbonlog: live carbon intensity unavailable (%s); using the table figure "
+                    "for %s (%.0f g/kWh) until it answers again",
+                    exc,
+                    self.grid.code,
+                    self.grid.g_per_kwh,
+                )
+                self._live_failing = True
+            return self.grid.g_per_kwh, f"{self.grid.source} (live unavailable)"
+        self._live_failing = False
+        return value, source
+
+    def describe(self) -> dict:
+        """Plain facts for the ledger and reports (never a token)."""
+        live = None
+        if self.live is not None:
+            describe = getattr(self.live, "describe", None)
+            live = describe(self.zone) if callable(describe) else type(self.live).__name__
+        return {
+            "location": self.grid.code,
+            "name": self.grid.name,
+            "kind": self.grid.kind,
+            "g_per_kwh": self.grid.g_per_kwh,
+            "source": self.grid.source,
+            "year": self.grid.year,
+            "provider": self.grid.provider,
+            "offset_ratio": self.grid.offset_ratio,
+            "pue": self.pue,
+            "pue_source": self.pue_source,
+            "live": live,
+        }
+
+
+def _from_env(value, name: str):
+    if value is not None:
+        return value, "argument"
+    text = os.environ.get(name, "").strip()
+    return (text, name) if text else (None, None)
+
+
+def resolve_site(
+    location: str | None = None,
+    intensity: float | str | None = None,
+    pue: float | str | None = None,
+    live=None,
+) -> Site:
+    """Resolve where a run draws its power; bad configuration is a ValueError here.
+
+    An explicit `intensity` (g CO2e/kWh) wins over the location's table figure and is
+    recorded with source "user". Cloud regions take the provider's published PUE unless
+    `pue` is set; elsewhere PUE is 1.0. `live` is an ElectricityMaps instance (or any
+    object with `latest(zone)`) or the string "electricitymaps"; it is asked about the
+    location's grid code (a cloud region's: the grid it sits in). Electricity Maps names
+    US grids by balancing authority ("US-MIDA-PJM"), so for US states build the client
+    with zone= or lat=/lon=; a zone it does not know falls back to the table.
+    """
+    from carbonlog._log import warn_once
+    from carbonlog.intensity.locations import resolve
+
+    location, location_from = _from_env(location, ENV_LOCATION)
+    intensity, intensity_from = _from_env(intensity, ENV_INTENSITY)
+    pue, pue_from = _from_env(pue, ENV_PUE)
+    user_g_per_kwh = None
+    if intensity is not None:
+        user_g_per_kwh = check_g_per_kwh(intensity, _what("intensity", intensity_from))
+    user_pue = check_pue(pue, _what("pue", pue_from)) if pue is not None else None
+
+    if location is not None:
+        try:
+            grid = resolve(location)
+        except ValueError as exc:
+            if location_from == ENV_LOCATION:
+                raise ValueError(f"{ENV_LOCATION}: {exc}") from None
+            raise
+    elif user_g_per_kwh is not None:
+        grid = Grid(
+            code="USER",
+            name="user-supplied intensity",
+            g_per_kwh=user_g_per_kwh,
+            source="user",
+            year=None,
+            kind="user",
+        )
+    else:
+        grid = resolve("WORLD")
+        warn_once(
+            "intensity:world",
+            f"carbonlog: no location set; using the world average {grid.g_per_kwh:g} g CO2e/kWh "
+            f"({grid.source}, {grid.year}). Set location='FR' (or 'US-CA', 'gcp:us-central1') "
+            f"or the {ENV_LOCATION} environment variable for a figure that fits your grid.",
+        )
+    if user_g_per_kwh is not None and grid.source != "user":
+        grid = replace(grid, g_per_kwh=user_g_per_kwh, source="user", year=None)
+
+    if user_pue is not None:
+        site_pue, pue_source = user_pue, "user"
+    elif grid.pue is not None:
+        site_pue, pue_source = grid.pue, grid.pue_source or f"{grid.provider} published PUE"
+    else:
+        site_pue, pue_source = 1.0, "default"
+
+    zone = grid.location if grid.kind in ("cloud", "country", "subdivision") else None
+    if live is not None:
+        if user_g_per_kwh is not None:
+            raise ValueError("pass either intensity= or live=, not both")
+        live = _live_source(live)
+        if (
+            zone is None
+            and getattr(live, "zone", None) is None
+            and getattr(live, "lat", None) is None
+        ):
+            raise ValueError(
+                "a live source needs a location (or a client built with zone= "
+                "or lat=/lon=) to know which grid to ask about"
+            )
+    return Site(grid=grid, pue=site_pue, pue_source=pue_source, live=live, zone=zone)
+
+
+def _what(name: str, origin: str | None) -> str:
+    return name if origin in (None, "argument") else f"{name} (from {origin})"
+
+
+def _live_source(live):
+    if isinstance(live, str):
+        if live.strip().lower() != "electricitymaps":
+            raise ValueError(f"unknown live source {live!r}; the one built in is 'electricitymaps'")
+        from carbonlog.intensity.live import ElectricityMaps
+
+        return ElectricityMaps()
+    if not callable(getattr(live, "latest", None)):
+        raise ValueError("live= must be 'electricitymaps' or an object with latest(zone)")
+    return live

@@ -1,0 +1,76 @@
+"""The records a tracker produces: one Interval per mark(), one Summary per run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Energy and CO2 between two marks.
+
+    Component energies (`gpu_j`, `cpu_j`, `ram_j`, joules) are measured at the device and,
+    in distributed runs, summed over all processes. Facility energy is their sum x `pue`;
+    CO2 is facility energy x `intensity_g_per_kwh`. The `*_total` fields are the run's
+    running totals including this interval (and any resumed earlier part of the run).
+    """
+
+    label: str
+    index: int
+    started_at_s: float
+    duration_s: float
+    gpu_j: float
+    cpu_j: float
+    ram_j: float
+    pue: float
+    intensity_g_per_kwh: float
+    intensity_source: str
+    energy_kwh_total: float
+    co2_kg_total: float
+    estimated: tuple[str, ...] = ()
+    forecast_energy_kwh: float | None = None
+    forecast_co2_kg: float | None = None
+
+    @property
+    def device_j(self) -> float:
+        """Energy measured at the devices, before PUE."""
+        return self.gpu_j + self.cpu_j + self.ram_j
+
+    @property
+    def energy_kwh(self) -> float:
+        """Facility energy: device energy x PUE."""
+        return self.device_j * self.pue / J_PER_KWH
+
+    @property
+    def co2_kg(self) -> float:
+        return self.energy_kwh * self.intensity_g_per_kwh / 1000.0
+
+    @property
+    def power_w(self) -> float:
+        """Mean device power over the interval."""
+        return self.device_j / self.duration_s if self.duration_s > 0 else 0.0
+
+
+@dataclass
+class Summary:
+    """A whole run: totals, every interval, and what was measured where."""
+
+    run_name: str | None
+    status: str
+    duration_s: float
+    gpu_j: float
+    cpu_j: float
+    ram_j: float
+    energy_kwh: float
+    co2_kg: float
+    intervals: list[Interval] = field(default_factory=list)
+    hardware: dict = field(default_factory=dict)
+    site: dict = field(default_factory=dict)
+    run_id: int | None = None
+    stop_reason: str | None = None
+
+    @property
+    def device_j(self) -> float:
+        return self.gpu_j + self.cpu_j + self.ram_j
