@@ -1,0 +1,379 @@
+"""GPU energy from NVML: the total-energy counter where it exists, sampled power where not.
+
+Which GPUs: those this process can use, as CUDA numbers them (CUDA_VISIBLE_DEVICES, index or
+UUID form), mapped to NVML handles by UUID, since NVML indices are not CUDA indices.
+Energy: nvmlDeviceGetTotalEnergyConsumption (mJ, Volta and newer) read at start() and at each
+energy_j(); it is exact, and slow to read (~4 ms), so it is read only at interval edges.
+GPUs without the counter (older GPUs, some vGPUs) have their power sampled every 100 ms by
+a background thread (the instant-power field, else the 1 s average) and integrated with the
+trapezoid rule. See ../shared/measurements/nvml-hopper.md for why, in figures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+from carbonlog._log import logger, warn_once
+from carbonlog.meters.base import ConstantPowerMeter, MeterError
+
+SAMPLE_S = 0.1  # NVML power readings change every 100 ms
+
+COUNTER = "counter"
+POWER_INSTANT = "sampled instant power"
+POWER_AVERAGE = "sampled 1 s average power"
+
+
+@dataclass
+class GpuDevice:
+    """One GPU as measured: its CUDA index in this process, identity and reading method.
+
+    For a MIG instance, `uuid` is the instance's and `handle` its parent GPU's: NVML has
+    power and energy for whole GPUs only.
+    """
+
+    index: int
+    uuid: str
+    name: str
+    power_limit_w: float | None
+    handle: object
+    method: str
+    parent_uuid: str | None = None
+
+    def describe(self) -> dict:
+        info = {
+            "index": self.index,
+            "name": self.name,
+            "uuid": self.uuid,
+            "power_limit_w": self.power_limit_w,
+            "method": self.method,
+        }
+        if self.parent_uuid:
+            info["parent_uuid"] = self.parent_uuid
+        return info
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _physical_gpus(nvml: ModuleType, env: Mapping[str, str]) -> list[tuple[str, object]]:
+    """(UUID, handle) of every GPU, in PCI bus order: the order CUDA numbers them by.
+
+    CUDA_DEVICE_ORDER=PCI_BUS_ID makes CUDA number GPUs by PCI bus id. CUDA's own default,
+    FASTEST_FIRST, puts the fastest first and breaks ties by PCI bus id: the same order when
+    all GPUs are the same model, which is the case we map; on a mixed machine we say once that
+    CUDA_DEVICE_ORDER=PCI_BUS_ID (or UUIDs in CUDA_VISIBLE_DEVICES) makes the mapping certain.
+    """
+    gpus = []
+    names = set()
+    for nvml_index in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(nvml_index)
+        pci = nvml.nvmlDeviceGetPciInfo(handle)
+        gpus.append(
+            ((pci.domain, pci.bus, pci.device), _text(nvml.nvmlDeviceGetUUID(handle)), handle)
+        )
+        names.add(_text(nvml.nvmlDeviceGetName(handle)))
+    if len(names) > 1 and env.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        warn_once(
+            "cuda-device-order",
+            "carbonlog: GPUs of different models and "
+            "CUDA_DEVICE_ORDER is not PCI_BUS_ID; CUDA may number them fastest first. "
+            "Set CUDA_DEVICE_ORDER=PCI_BUS_ID or list UUIDs in CUDA_VISIBLE_DEVICES "
+            "so that carbonlog measures the GPUs CUDA uses",
+        )
+    return [(uuid, handle) for _, uuid, handle in sorted(gpus, key=lambda g: g[0])]
+
+
+def _mig_instances(nvml: ModuleType, gpus: list[tuple[str, object]]) -> list[tuple[str, str]]:
+    """(MIG instance UUID, parent GPU UUID) of every MIG instance NVML shows."""
+    found = []
+    for parent_uuid, handle in gpus:
+        try:
+            count = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+        except (nvml.NVMLError, AttributeError):
+            continue
+        for slot in range(count):
+            try:
+                mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+            except nvml.NVMLError:
+                continue
+            found.append((_text(nvml.nvmlDeviceGetUUID(mig)), parent_uuid))
+    return found
+
+
+def _unique_prefix(prefix: str, uuids: Sequence[str]) -> str | None:
+    hits = [u for u in uuids if u.lower().startswith(prefix.lower())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def visible_gpus(
+    nvml: ModuleType, environ: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """(UUID, parent GPU UUID) of the devices CUDA shows this process, in CUDA index order.
+
+    CUDA_VISIBLE_DEVICES as CUDA reads it: indices ("0,2"), GPU UUIDs ("GPU-8932f937-..."),
+    MIG UUIDs ("MIG-..." or the older "MIG-GPU-<uuid>/<gi>/<ci>"), any UUID shortened to a
+    unique prefix. CUDA stops at the first entry it cannot use (out of range, unknown,
+    ambiguous or repeated), so "-1" or "" hides every GPU. Unset: all GPUs.
+    """
+    env = os.environ if environ is None else environ
+    gpus = _physical_gpus(nvml, env)
+    uuids = [uuid for uuid, _ in gpus]
+    spec = env.get("CUDA_VISIBLE_DEVICES")
+    if spec is None:
+        return [(uuid, uuid) for uuid in uuids]
+    migs: list[tuple[str, str]] | None = None
+    visible: list[tuple[str, str]] = []
+    for entry in (e.strip() for e in spec.split(",")):
+        device = None
+        if re.fullmatch(r"\d+", entry):
+            if int(entry) < len(uuids):
+                device = (uuids[int(entry)], uuids[int(entry)])
+        elif entry[:8].upper() == "MIG-GPU-":  # MIG-GPU-<parent uuid>/<gi>/<ci>
+            parent = _unique_prefix(entry[4:].split("/")[0], uuids)
+            device = (entry, parent) if parent and entry.count("/") == 2 else None
+        elif entry[:4].upper() == "MIG-":
+            migs = _mig_instances(nvml, gpus) if migs is None else migs
+            uuid = _unique_prefix(entry, [m for m, _ in migs])
+            device = next((m for m in migs if m[0] == uuid), None)
+        elif entry[:4].upper() == "GPU-":
+            uuid = _unique_prefix(entry, uuids)
+            device = (uuid, uuid) if uuid else None
+        if device is None or device in visible:
+            break
+        visible.append(device)
+    return visible
+
+
+def _instant_power_mw(nvml: ModuleType, handle) -> float:
+    (field,) = nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_POWER_INSTANT])
+    if field.nvmlReturn != nvml.NVML_SUCCESS:
+        raise nvml.NVMLError(field.nvmlReturn)
+    return float(field.value.uiVal)
+
+
+def _probe(nvml: ModuleType, handle) -> str | None:
+    """How this GPU can be measured: the counter, sampled instant or average power, or None."""
+    readers = (
+        (COUNTER, nvml.nvmlDeviceGetTotalEnergyConsumption),
+        (POWER_INSTANT, lambda h: _instant_power_mw(nvml, h)),
+        (POWER_AVERAGE, nvml.nvmlDeviceGetPowerUsage),
+    )
+    for method, read in readers:
+        try:
+            read(handle)
+            return method
+        except (nvml.NVMLError, AttributeError) as exc:
+            logger.debug("NVML %s unavailable: %s", method, exc)
+    return None
+
+
+def _describe(nvml: ModuleType, index: int, uuid: str, parent_uuid: str) -> GpuDevice | None:
+    handle = nvml.nvmlDeviceGetHandleByUUID(parent_uuid)
+    method = _probe(nvml, handle)
+    if method is None:
+        warn_once(
+            f"nvml-unreadable:{parent_uuid}",
+            f"carbonlog: GPU {parent_uuid} reports neither energy nor power; not measured",
+        )
+        return None
+    try:
+        limit_w = nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000
+    except nvml.NVMLError:
+        limit_w = None
+    return GpuDevice(
+        index,
+        uuid,
+        _text(nvml.nvmlDeviceGetName(handle)),
+        limit_w,
+        handle,
+        method,
+        parent_uuid if parent_uuid != uuid else None,
+    )
+
+
+def open_gpu_meter(
+    gpus: str | Sequence[int] = "auto",
+    nvml: ModuleType | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NvmlMeter | None:
+    """The GPU meter of this process, or None where there is no NVML library or no GPU.
+
+    `gpus`: "auto" (every GPU CUDA shows this process) or CUDA indices within those (a DDP
+    rank passes its own device). `nvml`: the pynvml module (injectable for tests).
+    Raises ValueError for an index this process cannot see.
+    """
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            logger.debug("pynvml is not installed: no GPU meter")
+            return None
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        logger.debug("NVML unavailable (%s): no GPU meter", exc)
+        return None
+    try:
+        visible = visible_gpus(nvml, environ)
+        wanted = range(len(visible)) if gpus == "auto" else list(dict.fromkeys(gpus))
+        outside = [i for i in wanted if not 0 <= i < len(visible)]
+        if outside:
+            raise ValueError(
+                f"gpus={list(gpus)}: this process sees {len(visible)} CUDA "
+                f"device(s); {outside} out of range"
+            )
+        devices, parents = [], set()
+        for index in wanted:
+            uuid, parent = visible[index]
+            if parent in parents:  # two MIG instances of one GPU: its energy counts once
+                continue
+            parents.add(parent)
+            device = _describe(nvml, index, uuid, parent)
+            if device is not None:
+                devices.append(device)
+    except nvml.NVMLError as exc:
+        nvml.nvmlShutdown()
+        warn_once(
+            "nvml-open",
+            f"carbonlog: NVML failed while listing GPUs ({exc}); GPU energy is not measured",
+        )
+        return None
+    except BaseException:
+        nvml.nvmlShutdown()
+        raise
+    if not devices:
+        nvml.nvmlShutdown()
+        return None
+    return NvmlMeter(nvml, devices)
+
+
+class NvmlMeter:
+    """Joules of the selected GPUs since start(), summed; `estimated` if any GPU is sampled.
+
+    Owns one nvmlInit (made by open_gpu_meter) and releases it in close().
+    """
+
+    component = "gpu"
+
+    def __init__(self, nvml: ModuleType, devices: list[GpuDevice], sample_s: float = SAMPLE_S):
+        self._nvml = nvml
+        self._devices = devices
+        self._counted = [d for d in devices if d.method == COUNTER]
+        self._sampled = [d for d in devices if d.method != COUNTER]
+        self.estimated = bool(self._sampled)
+        self._sample_s = sample_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base_mj: list[int] = []
+        self._sampled_j: list[float] = []
+        self._last_sample: list[tuple[float, float]] = []
+        self._fault: Exception | None = None
+        self._t0_s: float | None = None
+        self._good = (0.0, 0.0)  # (joules, seconds since start) at the last good reading
+        self._closed = False
+
+    def start(self) -> None:
+        self._stop_sampler()
+        self._fault = None
+        try:
+            self._base_mj = [
+                self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) for d in self._counted
+            ]
+            now_s = time.monotonic()
+            self._sampled_j = [0.0] * len(self._sampled)
+            self._last_sample = [(now_s, self._power_w(d)) for d in self._sampled]
+        except self._nvml.NVMLError as exc:
+            raise MeterError(f"NVML failed at start: {exc}") from exc
+        self._t0_s = now_s
+        self._good = (0.0, 0.0)
+        if self._sampled:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run_sampler, daemon=True, name="carbonlog-nvml-sampler"
+            )
+            self._thread.start()
+
+    def energy_j(self) -> float:
+        if self._t0_s is None:
+            return 0.0
+        try:
+            counted_mj = sum(
+                self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) - base
+                for d, base in zip(self._counted, self._base_mj, strict=True)
+            )
+            with self._lock:
+                if self._fault is None and self._sampled:
+                    self._sample()
+                if self._fault is not None:
+                    raise self._fault
+                sampled_j = sum(self._sampled_j)
+        except self._nvml.NVMLError as exc:
+            raise MeterError(f"NVML read failed: {exc}") from exc
+        energy_j = counted_mj / 1000 + sampled_j
+        self._good = (energy_j, time.monotonic() - self._t0_s)
+        return energy_j
+
+    def devices(self) -> list[dict]:
+        return [d.describe() for d in self._devices]
+
+    def fallback(self) -> ConstantPowerMeter:
+        """Constant power at the mean measured so far, else the sum of the power limits."""
+        energy_j, elapsed_s = self._good
+        if elapsed_s > 0 and energy_j > 0:
+            return ConstantPowerMeter(
+                "gpu", energy_j / elapsed_s, "GPU estimate after an NVML fault: mean power so far"
+            )
+        limit_w = sum(d.power_limit_w or 0.0 for d in self._devices)
+        return ConstantPowerMeter(
+            "gpu", limit_w, "GPU estimate after an NVML fault: sum of power limits"
+        )
+
+    def close(self) -> None:
+        self._stop_sampler()
+        if not self._closed:
+            self._closed = True
+            try:
+                self._nvml.nvmlShutdown()
+            except self._nvml.NVMLError as exc:
+                logger.debug("nvmlShutdown failed: %s", exc)
+
+    # -- sampling, for GPUs without the counter -----------------------------------------
+
+    def _power_w(self, device: GpuDevice) -> float:
+        if device.method == POWER_INSTANT:
+            return _instant_power_mw(self._nvml, device.handle) / 1000
+        return self._nvml.nvmlDeviceGetPowerUsage(device.handle) / 1000
+
+    def _sample(self) -> None:
+        """One reading of every sampled GPU, integrated since the last (trapezoid); under lock."""
+        for i, device in enumerate(self._sampled):
+            try:
+                power_w = self._power_w(device)
+            except self._nvml.NVMLError as exc:
+                self._fault = exc
+                return
+            now_s = time.monotonic()
+            last_s, last_w = self._last_sample[i]
+            self._sampled_j[i] += (last_w + power_w) / 2 * (now_s - last_s)
+            self._last_sample[i] = (now_s, power_w)
+
+    def _run_sampler(self) -> None:
+        while not self._stop.wait(self._sample_s):
+            with self._lock:
+                if self._fault is not None:
+                    return
+                self._sample()
+
+    def _stop_sampler(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=2.0)
+            self._thread = None
