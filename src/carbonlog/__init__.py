@@ -3,6 +3,7 @@
 Importing it is cheap: meters, tables and frameworks load on first use.
 """
 
+from carbonlog.compare import compare
 from carbonlog.estimate import estimate
 from carbonlog.intensity import intensity
 from carbonlog.interval import Interval, Summary
@@ -10,4 +11,13 @@ from carbonlog.tracker import Tracker, track
 
 __version__ = "0.1.0"
 
-__all__ = ["Interval", "Summary", "Tracker", "__version__", "estimate", "intensity", "track"]
+__all__ = [
+    "Interval",
+    "Summary",
+    "Tracker",
+    "__version__",
+    "compare",
+    "estimate",
+    "intensity",
+    "track",
+]

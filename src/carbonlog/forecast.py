@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from statistics import median
-
 
 def per_epoch_estimate(values: list[float]) -> float:
     """A robust cost of one more epoch: the median of the epochs after the first.
@@ -14,7 +12,9 @@ def per_epoch_estimate(values: list[float]) -> float:
     if not values:
         raise ValueError("no epoch to forecast from")
     steady = values[1:] if len(values) > 1 else values
-    return median(steady)
+    ordered = sorted(steady)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def forecast_total(values: list[float], remaining: int, done_total: float) -> float:

@@ -9,12 +9,10 @@ is a ValueError that lists the close matches.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 # Vendor words that NVML and users add or drop ("NVIDIA GeForce RTX 4090" = "RTX 4090").
 _NOISE = ("nvidia", "tesla", "geforce", "intel", "amd")
@@ -52,6 +50,8 @@ def _float(text: str) -> float | None:
 @cache
 def _table() -> tuple[dict[str, Hardware], dict[str, str]]:
     """(normalised name -> row, normalised alias -> normalised name)."""
+    from importlib import resources  # lazily: it costs ~9 ms at import
+
     text = resources.files("carbonlog").joinpath("data", "hardware.csv").read_text("utf-8")
     rows: dict[str, Hardware] = {}
     aliases: dict[str, str] = {}
@@ -95,6 +95,8 @@ def lookup(name: str) -> Hardware:
     if len(containing) == 1 and len(key) >= 3:
         return next(r for r in rows.values() if r.name == containing[0])
     by_norm = {_norm(r.name): r.name for r in rows.values()}
+    import difflib
+
     close = [by_norm[k] for k in difflib.get_close_matches(key, list(by_norm), n=6, cutoff=0.6)]
     matches = containing or close
     hint = f"; did you mean one of: {', '.join(repr(m) for m in matches[:8])}" if matches else ""

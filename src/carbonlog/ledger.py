@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -89,6 +90,8 @@ CREATE TABLE interval_metrics (
 );
 """
 
+# The first released schema (tags and metrics as JSON text), kept to document and test the
+# migration to the current one.
 SCHEMA_V1 = """
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -119,8 +122,6 @@ CREATE TABLE intervals (
     metrics TEXT
 );
 """
-"""The first released schema (tags and metrics as JSON text): kept to document and test the
-migration to the current one."""
 
 
 class LedgerError(RuntimeError):
@@ -293,6 +294,25 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE runs_v1")
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (so the first error is the one told)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _check_version(conn: sqlite3.Connection) -> int:
+    """The file's schema version; LedgerError for a newer carbonlog's file or another app's."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"schema version {version} is newer than this carbonlog knows "
+            f"({SCHEMA_VERSION}); upgrade carbonlog"
+        )
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise LedgerError("the file holds tables but no carbonlog schema version")
+    return version
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
 """Version n -> the function that brings a version-n file to version n + 1."""
 
@@ -309,7 +329,7 @@ class Ledger:
         self._lock = threading.Lock()
         try:
             self._conn = self._connect()
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, LedgerError) as exc:
             raise LedgerError(f"cannot open the run ledger {self.path}: {exc}") from exc
 
     # -- opening -----------------------------------------------------------------------
@@ -322,6 +342,7 @@ class Ledger:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            _check_version(conn)  # before WAL: a file that is not ours is left untouched
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise LedgerError(f"WAL journal mode refused (got {mode!r})")
@@ -334,13 +355,23 @@ class Ledger:
         return conn
 
     def _create_private_file(self) -> None:
-        """Create the file 0600 before SQLite does (its -wal and -shm files copy the mode)."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Create the file 0600 before SQLite does (its -wal and -shm files copy the mode).
+
+        An existing file is changed by path only: closing a descriptor of a file that a
+        connection of this process holds would drop its POSIX locks, and another process
+        could then delete the WAL under it (a lost-writes corruption SQLite documents).
+        """
         try:
-            if os.name != "nt" and os.fstat(fd).st_uid == os.getuid():
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            found = self.path.stat()
+            if (
+                os.name != "nt"
+                and stat.S_ISREG(found.st_mode)
+                and found.st_uid == os.getuid()
+                and stat.S_IMODE(found.st_mode) != 0o600
+            ):
+                os.chmod(self.path, 0o600)
 
     def _upgrade(self, conn: sqlite3.Connection) -> None:
         """Create or migrate the schema in one write transaction (concurrent openers wait)."""
@@ -348,15 +379,8 @@ class Ledger:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"schema version {version} is newer than this carbonlog knows "
-                    f"({SCHEMA_VERSION}); upgrade carbonlog"
-                )
+            version = _check_version(conn)
             if version == 0:
-                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    raise LedgerError("the file holds tables but no carbonlog schema version")
                 _create_schema(conn)
             else:
                 for step in range(version, SCHEMA_VERSION):
@@ -364,7 +388,7 @@ class Ledger:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def close(self) -> None:
@@ -385,7 +409,7 @@ class Ledger:
                 result = statements(self._conn)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                _rollback(self._conn)
                 raise
             return result
 
@@ -514,8 +538,10 @@ class Ledger:
     ) -> list[RunRecord]:
         """Runs matching every filter given, newest first, without their intervals.
 
-        `model` matches the model or the base model.
+        `model` matches the model or the base model; `status` is one of STATUSES.
         """
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         where, params = [], []
         for column, value in (("r.task", task), ("r.status", status)):
             if value is not None:

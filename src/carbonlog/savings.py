@@ -49,8 +49,8 @@ class Reference:
     def statement(self, run_co2_kg: float) -> str:
         """`fine-tuning used 420 g CO2; from scratch (run 12, same task) used 8.1 kg: 19x less`."""
         used = (
-            f"fine-tuning used {format_mass(run_co2_kg)} CO2; from scratch "
-            f"({self.description}) used {format_mass(self.kg)}"
+            f"fine-tuning used {format_co2(run_co2_kg)} CO2; from scratch "
+            f"({self.description}) used {format_co2(self.kg)}"
         )
         if run_co2_kg <= 0 or self.kg <= 0:
             return used
@@ -79,13 +79,6 @@ class Published:
 
     def matches(self, name: str) -> bool:
         return re.fullmatch(self.match, name) is not None
-
-
-def format_mass(kg: float) -> str:
-    """Three significant digits: grams below 1 kg (as the rest of carbonlog), then kg, then t."""
-    if abs(kg) < 1:
-        return format_co2(kg)
-    return f"{kg:.3g} kg" if abs(kg) < 1000 else f"{kg / 1000:.3g} t"
 
 
 def _times(ratio: float) -> str:
@@ -401,7 +394,7 @@ def _typical_finetune(ledger, task: str | None) -> str:
     if costs:
         return (
             f"your {len(costs)} fine-tuning run(s) of task {task!r} used a median of "
-            f"{format_mass(statistics.median(costs))} CO2"
+            f"{format_co2(statistics.median(costs))} CO2"
         )
     return "fine-tuning one typically takes a few GPU-hours, a small fraction of that"
 
@@ -419,7 +412,7 @@ def scratch_hint(run_info: Mapping[str, object], ledger=None) -> str | None:
         return None
     reference = _row_reference(row)
     cost = (
-        f"{reference.description}: {format_mass(reference.kg)} CO2"
+        f"{reference.description}: {format_co2(reference.kg)} CO2"
         if reference
         else f"{row.model}: pre-trained on {row.hardware}, {_cite(row)}"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from carbonlog import metrics
+from carbonlog import metrics, savings
 from carbonlog._log import logger
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.interval import Summary
@@ -50,6 +50,7 @@ class Session:
         self.tracker: Tracker | None = None
         self.stage: str | None = None
         self.last_summary: Summary | None = None
+        self.reference: savings.Reference | None = None
         self._resume_state: dict | None = None
         self._forecast_said = False
 
@@ -90,7 +91,14 @@ class Session:
             self._resume_state = None
         self.tracker, self.stage = tracker, stage
         self._forecast_said = False
-        return tracker.start()
+        tracker.start()
+        # every rank joins: rank zero looks the reference up, the sum carries it to the others
+        self.reference = savings.reference_for(tracker, reduce=reduce) if stage == FIT else None
+        if stage == FIT and self.verbose and tracker.ranks.is_global_zero:
+            hint = savings.scratch_hint(tracker.run_info, tracker.ledger)
+            if hint:
+                logger.info("carbonlog: %s", hint)
+        return tracker
 
     def epoch_end(self, framework_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
         """Close the epoch's interval; the schema dict to log (empty when not measuring)."""
@@ -100,7 +108,8 @@ class Session:
         if self.verbose and self.tracker.ranks.is_global_zero:
             logger.info("carbonlog: %s", format_interval(interval))
         self._say_forecast_once()
-        return metrics.to_dict(interval, self.prefix)
+        saved_kg = savings.saved_vs_scratch_kg(self.reference, interval.co2_kg_total)
+        return metrics.to_dict(interval, self.prefix, saved_vs_scratch_kg=saved_kg)
 
     def step(self) -> dict[str, float]:
         """Energy since the last step log, for step-level logging, under `<prefix>step/`."""
@@ -126,6 +135,10 @@ class Session:
             "co2_kg_total": summary.co2_kg,
             "duration_s": summary.duration_s,
         }
+        if stage == FIT and self.reference is not None:
+            if tracker.ranks.is_global_zero:
+                logger.info("carbonlog: %s", self.reference.statement(summary.co2_kg))
+            totals["co2_saved_vs_scratch_kg"] = self.reference.saved_kg(summary.co2_kg)
         if stage != FIT:
             totals["energy_kwh"] = summary.energy_kwh
             totals["co2_kg"] = summary.co2_kg

@@ -6,8 +6,11 @@ from carbonlog.interval import J_PER_KWH, Interval, Summary
 
 
 def format_co2(kg: float) -> str:
-    """Grams below one kilogram, so small runs do not print as 0.000 kg."""
-    return f"{kg:.3f} kg" if abs(kg) >= 1 else f"{kg * 1000:.3g} g"
+    """Three significant digits: grams below 1 kg (small runs never print as 0.000 kg), then kg,
+    then tonnes."""
+    if abs(kg) < 1:
+        return f"{kg * 1000:.3g} g"
+    return f"{kg:.3g} kg" if abs(kg) < 1000 else f"{kg / 1000:.3g} t"
 
 
 def format_interval(interval: Interval) -> str:

@@ -199,6 +199,7 @@ class Tracker:
         )
         if self.ledger is not None:
             self._ledger_call("end_run", self.run_id, summary)
+            self._ledger_call("close")
         with self._lock:
             self._stopped = summary
         return summary

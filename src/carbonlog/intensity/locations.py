@@ -8,7 +8,6 @@ Anything else is a ValueError that lists the closest matches.
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
 from functools import cache
@@ -57,6 +56,8 @@ def _candidates() -> list[str]:
 
 def _unknown(location: str) -> ValueError:
     folded = {c.lower(): c for c in _candidates()}
+    import difflib
+
     close = difflib.get_close_matches(location.lower(), list(folded), n=5, cutoff=0.6)
     bare = location.lower()
     close += [c for c in tables().clouds if c.split(":", 1)[1] == bare and c not in close]
