@@ -452,16 +452,18 @@ JOUPPI = "https://arxiv.org/abs/2304.01433"
 # - FP16: gpus.csv's column mixes tensor-core, plain (1:1, 2:1) and 1:64 rates, so only
 #   the datasheet FP16/BF16 matrix figures of HARDWARE_FIXES are kept; comparisons fall
 #   back to FP32 for the other rows.
+# - A bare family name ("A100", "H100", "V100") means its SXM part, the form that cloud
+#   training instances (p4d, a2, p5, a3) use.
 # fmt: off
 HARDWARE_FIXES = [
     # name, kind, tdp_w, tflops32, tflops16, memory_gb, source, year, aliases, replaces
     ("H200 SXM", "gpu", 700, 67, 989.5, 141, NVIDIA_H200, 2024, "H200;H200 141GB HBM3e", ""),
     ("H200 NVL", "gpu", 600, 60, 835.5, 141, NVIDIA_H200, 2024, "", ""),
     ("H100 SXM", "gpu", 700, 67, 989.5, 80, NVIDIA_H100, 2023,
-     "H100 80GB HBM3;H100 SXM5 80GB", "H100 SXM"),
+     "H100;H100 80GB HBM3;H100 SXM5 80GB", "H100 SXM"),
     ("H100 PCIe", "gpu", 350, 51, 756.5, 80, NVIDIA_H100, 2023, "H100 PCIe 80GB", ""),
     ("H100 NVL", "gpu", 400, 60, 835.5, 94, NVIDIA_H100, 2023, "", "H100 NVL"),
-    ("A100 SXM4 80 GB", "gpu", 400, 19.5, 312, 80, NVIDIA_A100, 2021, "A100-SXM4-80GB",
+    ("A100 SXM4 80 GB", "gpu", 400, 19.5, 312, 80, NVIDIA_A100, 2021, "A100;A100-SXM4-80GB",
      "A100 SXM4 80 GB"),
     ("A100 SXM4 40 GB", "gpu", 400, 19.5, 312, 40, NVIDIA_A100, 2021, "A100-SXM4-40GB", ""),
     ("A100 PCIe 40 GB", "gpu", 250, 19.5, 312, 40, NVIDIA_A100, 2021,
@@ -469,7 +471,8 @@ HARDWARE_FIXES = [
     ("A100 PCIe 80 GB", "gpu", 300, 19.5, 312, 80, NVIDIA_A100, 2021, "A100 80GB PCIe", ""),
     ("Tesla V100-SXM2-16GB", "gpu", 300, 15.7, 125, 16, NVIDIA_V100, 2020, "V100 SXM2 16GB",
      "Tesla V100-SXM2-16GB"),
-    ("Tesla V100-SXM2-32GB", "gpu", 300, 15.7, 125, 32, NVIDIA_V100, 2020, "V100 SXM2 32GB",
+    ("Tesla V100-SXM2-32GB", "gpu", 300, 15.7, 125, 32, NVIDIA_V100, 2020,
+     "V100;V100 SXM2 32GB",
      "Tesla V100-SXM2-32GB"),
     ("Tesla V100-PCIE-16GB", "gpu", 250, 14, 112, 16, NVIDIA_V100, 2020, "V100 PCIe 16GB",
      "Tesla V100-PCIE-16GB"),

@@ -142,13 +142,24 @@ def test_hardware_names_match_loosely(name, row):
 
 @pytest.mark.parametrize(
     ("name", "listed"),
-    [("A100", "A100 SXM4 80 GB"), ("H100", "H100 NVL"), ("RTX 4080", "RTX 4090"), ("T5", None)],
+    [
+        ("A100 PCIe", "A100 PCIe 80 GB"),
+        ("H10", "H100 NVL"),
+        ("RTX 4080", "RTX 4090"),
+        ("T5", None),
+    ],
 )
 def test_unknown_or_ambiguous_hardware_lists_close_matches(name, listed):
     with pytest.raises(ValueError, match="hardware") as info:
         lookup(name)
     if listed:
         assert repr(listed) in str(info.value)
+
+
+def test_a_bare_family_name_means_its_sxm_part():
+    assert lookup("A100").name == "A100 SXM4 80 GB"
+    assert lookup("H100").name == "H100 SXM"
+    assert lookup("V100").name == "Tesla V100-SXM2-32GB"
 
 
 def test_the_known_defects_are_fixed():

@@ -1,0 +1,113 @@
+"""Everyday equivalents of a mass of CO2: car km, smartphone charges, flights, tree-months.
+
+Each figure names its source and the year it describes, so a report can cite it. They are
+orders of magnitude for a reader, not accounting factors: the car figure is the EU fleet
+of new cars, the flight a single published trip, the tree a mean urban tree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """`kg_per_unit` kg CO2(e) per unit of something familiar, with where the figure comes from."""
+
+    key: str
+    unit: str
+    kg_per_unit: float
+    source: str
+    year: int
+    phrase: str  # "like driving {n} km": {n} is the formatted amount
+
+    def amount(self, kg: float) -> float:
+        """How many units `kg` CO2 is."""
+        return kg / self.kg_per_unit
+
+    def describe(self, kg: float) -> str:
+        return self.phrase.format(n=_amount(self.amount(kg)))
+
+    def cite(self) -> str:
+        """`106.8 g CO2 per km: EEA ... (2024)` for footnotes."""
+        return f"{_grams(self.kg_per_unit)} CO2 per {self.unit}: {self.source} ({self.year})"
+
+
+CAR_KM = Equivalent(
+    key="car_km",
+    unit="km by car",
+    kg_per_unit=0.1068,
+    source=(
+        "European Environment Agency, average CO2 emissions of new passenger cars registered "
+        "in the EU in 2024, provisional data (WLTP), as carried by carbontracker 2.4.7"
+    ),
+    year=2024,
+    phrase="like driving {n} km in an average new car",
+)
+SMARTPHONE_CHARGES = Equivalent(
+    key="smartphone_charges",
+    unit="smartphone charge",
+    kg_per_unit=8.22e-3,
+    source=(
+        "US EPA Greenhouse Gas Equivalencies Calculator, 8.22e-6 metric tons CO2 per "
+        "smartphone charged"
+    ),
+    year=2022,
+    phrase="like charging a smartphone {n} times",
+)
+FLIGHTS = Equivalent(
+    key="flights",
+    unit="one-way economy flight Paris-London per passenger",
+    kg_per_unit=50.0,
+    source=(
+        "Green Algorithms v3 reference values (flight_PAR-LON, from the carbonfootprint.com "
+        "flight calculator)"
+    ),
+    year=2022,
+    phrase="like {n} one-way Paris-London flights",
+)
+TREE_MONTHS = Equivalent(
+    key="tree_months",
+    unit="tree-month",
+    kg_per_unit=11.0 / 12.0,
+    source=(
+        "Green Algorithms v3 reference values (a tree absorbs 11 kg CO2 a year, from "
+        "https://www.sciencedirect.com/science/article/pii/S0269749101002640)"
+    ),
+    year=2022,
+    phrase="what a tree absorbs in {n} months",
+)
+EQUIVALENTS = (CAR_KM, SMARTPHONE_CHARGES, FLIGHTS, TREE_MONTHS)
+BY_KEY = {e.key: e for e in EQUIVALENTS}
+
+
+def _amount(value: float) -> str:
+    """Two significant digits below 100, never in exponent form: 0.000034, 0.42, 19; whole
+    numbers with separators above: 1,234."""
+    if value == 0 or abs(value) >= 99.5:
+        return f"{value:,.0f}"
+    digits = max(0, 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _grams(kg: float) -> str:
+    return f"{kg * 1000:.4g} g" if kg < 1 else f"{kg:.4g} kg"
+
+
+def equivalents(kg: float) -> dict[str, float]:
+    """Every equivalent of `kg` CO2, by key."""
+    return {e.key: e.amount(kg) for e in EQUIVALENTS}
+
+
+def describe(kg: float, key: str = "car_km") -> str:
+    """One equivalent in words: describe(2.0) -> "like driving 19 km in an average new car"."""
+    if key not in BY_KEY:
+        raise ValueError(f"unknown equivalent {key!r}; choose one of {tuple(BY_KEY)}")
+    return BY_KEY[key].describe(kg)
+
+
+def describe_all(kg: float) -> list[str]:
+    """Every equivalent in words, in the order of EQUIVALENTS."""
+    return [e.describe(kg) for e in EQUIVALENTS]

@@ -1,0 +1,198 @@
+"""PNG plots of runs: energy and CO2 per interval by component, cumulative CO2, and two runs'
+metric against their cumulative CO2.
+
+matplotlib is imported inside each function (pip install "carbonlog[report]") and used
+through its object API with the Agg canvas: no pyplot state, no GUI backend switched, safe
+inside a notebook. A run is a ledger RunRecord or a Tracker Summary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from carbonlog.interval import J_PER_KWH
+
+COLORS = {"gpu": "#2a9d8f", "cpu": "#e9c46a", "ram": "#8d99ae"}
+RUN_COLORS = ("#264653", "#e76f51", "#6a4c93", "#1982c4")
+DPI = 100
+INSTALL_HINT = 'carbonlog\'s plots need matplotlib: pip install "carbonlog[report]"'
+
+
+def _figure(rows: int = 1, height_in: float = 3.6):
+    """A detached Figure (Agg canvas) with `rows` axes, sharing x."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+    figure = Figure(figsize=(8.0, height_in * rows), dpi=DPI, layout="constrained")
+    axes = figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    return figure, axes
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    figure.savefig(path, format="png")
+    return path
+
+
+def literal(value: str) -> str:
+    """A user string as literal matplotlib text: `$` would start mathtext."""
+    return str(value).replace("$", r"\$")
+
+
+def mass_unit(max_kg: float) -> tuple[float, str]:
+    """(factor from kg, unit) so that the largest value reads between 1 and 1000."""
+    for factor, unit, floor in ((1e-3, "t", 1000.0), (1.0, "kg", 1.0), (1e3, "g", 1e-3)):
+        if max_kg >= floor:
+            return factor, unit
+    return 1e6, "mg"
+
+
+def energy_unit(max_kwh: float) -> tuple[float, str]:
+    """(factor from kWh, unit): kWh, Wh or J."""
+    if max_kwh >= 1.0:
+        return 1.0, "kWh"
+    if max_kwh >= 1e-3:
+        return 1e3, "Wh"
+    return J_PER_KWH, "J"
+
+
+def interval_labels(intervals: Sequence) -> list[str]:
+    """`1, 2, 3, end`: epochs by their number (from 1), other intervals by their label."""
+    labels, epoch = [], 0
+    for interval in intervals:
+        if interval.label == "epoch":
+            epoch += 1
+            labels.append(str(epoch))
+        else:
+            labels.append(str(interval.label))
+    return labels
+
+
+def energy_by_component(run, path: str | os.PathLike) -> Path:
+    """Stacked bars per interval: facility energy (component x PUE) and CO2, GPU/CPU/RAM."""
+    intervals = list(run.intervals)
+    if not intervals:
+        raise ValueError("the run has no recorded interval to plot")
+    figure, (energy_ax, co2_ax) = _figure(rows=2, height_in=2.8)
+    shares = {
+        c: [getattr(iv, f"{c}_j") * (iv.pue or 1.0) / J_PER_KWH for iv in intervals] for c in COLORS
+    }
+    e_factor, e_unit = energy_unit(max(iv.energy_kwh for iv in intervals))
+    m_factor, m_unit = mass_unit(max(iv.co2_kg for iv in intervals))
+    positions = range(len(intervals))
+    energy_bottom = [0.0] * len(intervals)
+    co2_bottom = [0.0] * len(intervals)
+    for component, color in COLORS.items():
+        kwh = shares[component]
+        if not any(kwh):
+            continue
+        heights = [v * e_factor for v in kwh]
+        energy_ax.bar(
+            positions, heights, bottom=energy_bottom, color=color, label=component.upper()
+        )
+        energy_bottom = [b + h for b, h in zip(energy_bottom, heights, strict=True)]
+        co2 = [
+            v * (iv.intensity_g_per_kwh or 0.0) / 1000.0 * m_factor
+            for v, iv in zip(kwh, intervals, strict=True)
+        ]
+        co2_ax.bar(positions, co2, bottom=co2_bottom, color=color, label=component.upper())
+        co2_bottom = [b + h for b, h in zip(co2_bottom, co2, strict=True)]
+    energy_ax.set_ylabel(f"energy ({e_unit})")
+    energy_ax.set_title("Energy and CO2 per interval by component (facility: device x PUE)")
+    co2_ax.set_ylabel(f"CO2 ({m_unit})")
+    co2_ax.set_xlabel("epoch (then the interval that closed the run)")
+    _label_intervals(co2_ax, interval_labels(intervals))
+    for ax in (energy_ax, co2_ax):
+        ax.grid(axis="y", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize="small")
+    return _save(figure, path)
+
+
+def _label_intervals(ax, labels: list[str], most: int = 25) -> None:
+    """Tick labels under the bars, thinned to at most `most`."""
+    step = max(1, -(-len(labels) // most))
+    ticks = list(range(0, len(labels), step))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([literal(labels[i]) for i in ticks])
+
+
+def cumulative(run) -> tuple[list[float], list[float]]:
+    """(elapsed seconds, cumulative kg CO2) at each interval's end, from (0, 0)."""
+    seconds, kg = [0.0], [0.0]
+    for interval in run.intervals:
+        seconds.append(seconds[-1] + float(interval.duration_s))
+        kg.append(kg[-1] + float(interval.co2_kg))
+    return seconds, kg
+
+
+def cumulative_co2(run, path: str | os.PathLike) -> Path:
+    """The run's CO2 so far against elapsed time, a marker at each interval's end."""
+    seconds, kg = cumulative(run)
+    if len(seconds) < 2:
+        raise ValueError("the run has no recorded interval to plot")
+    figure, (ax,) = _figure()
+    m_factor, m_unit = mass_unit(kg[-1])
+    t_factor, t_unit = (1 / 3600, "h") if seconds[-1] >= 7200 else (1 / 60, "min")
+    if seconds[-1] < 120:
+        t_factor, t_unit = 1.0, "s"
+    ax.plot(
+        [s * t_factor for s in seconds],
+        [v * m_factor for v in kg],
+        marker="o",
+        markersize=3,
+        color=RUN_COLORS[0],
+    )
+    ax.set_xlabel(f"elapsed time ({t_unit})")
+    ax.set_ylabel(f"cumulative CO2 ({m_unit})")
+    ax.set_title(f"Cumulative CO2: {kg[-1] * m_factor:.3g} {m_unit} in total")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def metric_points(run, metric: str) -> tuple[list[float], list[float]]:
+    """(cumulative kg CO2, metric value) at each interval end that reported `metric`."""
+    xs, ys, kg = [], [], 0.0
+    for interval in run.intervals:
+        kg += float(interval.co2_kg)
+        value = getattr(interval, "metrics", {}).get(metric)
+        if value is not None:
+            xs.append(kg)
+            ys.append(float(value))
+    return xs, ys
+
+
+def co2_vs_metric(
+    runs: Sequence,
+    metric: str,
+    path: str | os.PathLike,
+    target: float | None = None,
+) -> Path:
+    """Each run's `metric` against its cumulative CO2, with the target as a dashed line."""
+    points = [(run, *metric_points(run, metric)) for run in runs]
+    if not any(xs for _, xs, _ in points):
+        raise ValueError(f"no run reported the metric {metric!r}")
+    figure, (ax,) = _figure(height_in=4.0)
+    m_factor, m_unit = mass_unit(max(x for _, xs, _ in points for x in xs or [0.0]))
+    for index, (run, xs, ys) in enumerate(points):
+        ax.plot(
+            [x * m_factor for x in xs],
+            ys,
+            marker="o",
+            markersize=4,
+            color=RUN_COLORS[index % len(RUN_COLORS)],
+            label=literal(getattr(run, "label", None) or f"run {index + 1}"),
+        )
+    if target is not None:
+        ax.axhline(target, color="#999999", linestyle="--", label=f"target {target:g}")
+    ax.set_xlabel(f"cumulative CO2 ({m_unit})")
+    ax.set_ylabel(literal(metric))
+    ax.set_title(literal(f"{metric} against the CO2 it took"))
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _save(figure, path)

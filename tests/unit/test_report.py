@@ -1,0 +1,215 @@
+"""Reports: equivalents, the measured emissions statement, PNG plots and the escaped HTML page."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from carbonlog import equivalents
+from carbonlog.compare import compare
+from carbonlog.estimate import estimate
+from carbonlog.ledger import Ledger
+from carbonlog.report import html, plots, statement, write_report
+from carbonlog.report.statement import hardware_phrase, measured_with
+from carbonlog.tracker import Tracker
+
+REPO = Path(__file__).resolve().parents[2]
+needs_matplotlib = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None,
+    reason='plots need matplotlib: pip install "carbonlog[report]"',
+)
+WATTS = {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}
+HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)> $x$'
+
+
+def record_run(ledger: Path, name: str, accuracies, location="gcp:us-central1", **run_info):
+    """A real Tracker run with constant wattage, one epoch per accuracy; its ledger record."""
+    tracker = Tracker(
+        location=location,
+        power_w=WATTS,
+        ledger=str(ledger),
+        run_name=name,
+        tags={"note": HOSTILE},
+        run_info={"framework": "torch", "task": "sst2", **run_info},
+    ).start()
+    for accuracy in accuracies:
+        time.sleep(0.01)
+        tracker.mark("epoch", metrics={"val_accuracy": accuracy, "<b>loss</b>": 1 - accuracy})
+    run_id = tracker.stop().run_id
+    with Ledger(ledger) as store:
+        return store.run(run_id)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ledger") / "ledger.sqlite3"
+    hostile = record_run(path, HOSTILE, [0.6, 0.85, 0.93], model=HOSTILE, pretrained=True)
+    scratch = record_run(path, "scratch", [0.3, 0.5, 0.7], location="FR", pretrained=False)
+    return path, hostile, scratch
+
+
+# -- equivalents -------------------------------------------------------------------------
+
+
+def test_describe_reads_like_the_readme():
+    assert equivalents.describe(2.0) == "like driving 19 km in an average new car"
+    assert (
+        equivalents.describe(0.0822, "smartphone_charges") == "like charging a smartphone 10 times"
+    )
+    assert equivalents.describe(25.0, "flights") == "like 0.5 one-way Paris-London flights"
+    assert equivalents.describe(11.0, "tree_months") == "what a tree absorbs in 12 months"
+    with pytest.raises(ValueError, match="unknown equivalent"):
+        equivalents.describe(1.0, "horses")
+
+
+def test_every_equivalent_names_its_source_and_year():
+    assert [e.key for e in equivalents.EQUIVALENTS] == [
+        "car_km",
+        "smartphone_charges",
+        "flights",
+        "tree_months",
+    ]
+    for equivalent in equivalents.EQUIVALENTS:
+        assert equivalent.source and 2000 < equivalent.year < 2030
+        assert equivalent.kg_per_unit > 0
+        assert str(equivalent.year) in equivalent.cite()
+    assert equivalents.equivalents(1.068)["car_km"] == pytest.approx(10.0)
+
+
+def test_small_amounts_never_read_in_exponent_form():
+    assert equivalents.describe(3.4e-6) == "like driving 0.000032 km in an average new car"
+    assert equivalents.describe(1234.0 * 0.1068) == "like driving 1,234 km in an average new car"
+
+
+# -- the statement -----------------------------------------------------------------------
+
+
+def test_statement_reuses_the_calculators_wording_with_measured_figures(runs):
+    _, run, _ = runs
+    measured = statement(run)
+    calculated = estimate("T4", 1, 1, "gcp:us-central1").statement()
+    opening = "Experiments were conducted using Google Cloud Platform in region us-central1, "
+    assert measured.startswith(opening) and calculated.startswith(opening)
+    assert "carbon efficiency of 0.43 kgCO₂eq/kWh (Google Cloud region carbon data 2023" in measured
+    assert "a power usage effectiveness of 1.11" in measured
+    assert "100 percents were directly offset by the cloud provider" in measured
+    assert "constant wattage (GPU)" in measured
+    assert "[Lacoste et al. 2019](https://arxiv.org/abs/1910.09700)" in measured
+
+
+def test_statement_in_latex_escapes_and_cites():
+    tracker = Tracker(intensity=50.0, power_w={"cpu": 10.0}, gpus=None, ledger=False).start()
+    summary = tracker.stop()
+    text = statement(summary, "latex")
+    assert "a private infrastructure, which has a carbon efficiency of 0.05 kgCO$_2$eq/kWh" in text
+    assert "power\\_w" in text  # the device name's underscore, escaped
+    assert text.endswith("\\cite{lacoste2019quantifying}.")
+    with pytest.raises(ValueError, match="markdown' or 'latex"):
+        statement(summary, "html")
+
+
+def test_hardware_and_measuring_method_in_words():
+    hardware = {
+        "gpu": [{"name": "NVIDIA A100-SXM4-80GB", "method": "counter"}] * 2,
+        "cpu": [{"name": "AMD EPYC 7763", "method": "rapl"}],
+        "ram": [{"name": "RAM (node)", "method": "model: W per GiB"}],
+    }
+    assert hardware_phrase(hardware) == "2 x NVIDIA A100-SXM4-80GB GPUs and AMD EPYC 7763 CPU"
+    assert measured_with(hardware, {"ram"}) == (
+        "the NVML total-energy counter (GPU), RAPL energy counters (CPU), a W per GiB model (RAM)"
+    )
+    assert "(GPU; estimated in part)" in measured_with(hardware, {"gpu"})
+    assert hardware_phrase({"gpu": [], "cpu": []}) == "unmeasured hardware"
+
+
+# -- plots -------------------------------------------------------------------------------
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+@needs_matplotlib
+def test_plots_are_pngs_of_the_run(runs, tmp_path):
+    pytest.importorskip(
+        "matplotlib", reason='plots need matplotlib: pip install "carbonlog[report]"'
+    )
+    _, run, other = runs
+    assert png_size(plots.energy_by_component(run, tmp_path / "e.png")) == (800, 560)
+    assert png_size(plots.cumulative_co2(run, tmp_path / "c.png")) == (800, 360)
+    path = plots.co2_vs_metric([run, other], "val_accuracy", tmp_path / "m.png", target=0.9)
+    assert png_size(path) == (800, 400)
+    with pytest.raises(ValueError, match="no run reported the metric 'bleu'"):
+        plots.co2_vs_metric([run, other], "bleu", tmp_path / "none.png")
+
+
+def test_plot_helpers():
+    assert plots.mass_unit(2500.0) == (1e-3, "t")
+    assert plots.mass_unit(3.0) == (1.0, "kg")
+    assert plots.mass_unit(0.02) == (1e3, "g")
+    assert plots.mass_unit(1e-6) == (1e6, "mg")
+    assert plots.energy_unit(0.5) == (1e3, "Wh")
+    assert plots.literal("a $x$ b") == r"a \$x\$ b"
+
+
+def test_cumulative_and_metric_points_follow_the_intervals(runs):
+    _, run, _ = runs
+    seconds, kg = plots.cumulative(run)
+    assert kg[-1] == pytest.approx(run.co2_kg, rel=1e-12)
+    assert len(seconds) == len(run.intervals) + 1
+    xs, ys = plots.metric_points(run, "val_accuracy")
+    assert ys == [0.6, 0.85, 0.93]
+    assert xs == pytest.approx([sum(i.co2_kg for i in run.intervals[: n + 1]) for n in range(3)])
+
+
+def test_importing_the_report_package_leaves_matplotlib_unloaded():
+    code = "import sys, carbonlog.report, carbonlog.cli; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO / "src", timeout=60)
+
+
+# -- the HTML page -----------------------------------------------------------------------
+
+
+@needs_matplotlib
+def test_report_escapes_every_user_string(runs, tmp_path):
+    pytest.importorskip(
+        "matplotlib", reason='plots need matplotlib: pip install "carbonlog[report]"'
+    )
+    path, run, other = runs
+    with Ledger(path) as ledger:
+        comparison = compare(run.id, other.id, target="val_accuracy>=0.9", ledger=ledger)
+    files = write_report(run, tmp_path / "out", other=other, comparison=comparison)
+    page = files.html.read_text(encoding="utf-8")
+    assert "alert(" in page  # the hostile strings are there, as text
+    assert "<script>alert" not in page and "<img src=x" not in page and "<b>loss" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;loss&lt;/b&gt;" in page  # a metric name, as a table header
+    assert page.count("<script>") == 1 and f"<script>{html.SCRIPT}</script>" in page
+    assert page.count('src="data:image/png;base64,') == 3
+    assert set(files.plots) == {"energy", "cumulative", "compare"}
+
+
+def test_report_locks_down_what_the_page_may_load_and_run(runs):
+    _, run, _ = runs
+    page = html.render(run, [], {"markdown": statement(run)})
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1)
+    assert "default-src &#x27;none&#x27;" in csp and "img-src data:" in csp
+    assert html._sha256(html.SCRIPT) in csp and html._sha256(html.STYLE) in csp
+    assert f"<style>{html.STYLE}</style>" in page  # the hash covers the style exactly
+    assert "http://" not in page.split("<h2>Equivalents</h2>")[0]  # nothing fetched
+
+
+def test_a_run_without_intervals_has_nothing_to_report(runs, tmp_path):
+    _, run, _ = runs
+    with pytest.raises(ValueError, match="no recorded interval"):
+        write_report(dataclasses.replace(run, intervals=[]), tmp_path)
