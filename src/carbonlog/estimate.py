@@ -103,7 +103,7 @@ class Estimate:
         if format not in ("markdown", "latex"):
             raise ValueError(f"format must be 'markdown' or 'latex', got {format!r}")
         latex = format == "latex"
-        esc = _latex_escape if latex else str
+        esc = latex_escape if latex else str
         co2eq = "kgCO$_2$eq" if latex else "kgCO₂eq"
         grid = self.grid
         if grid.provider:
@@ -118,14 +118,14 @@ class Estimate:
         pue = f" and a power usage effectiveness of {self.pue:g}" if self.pue != 1.0 else ""
         text = (
             f"Experiments were conducted using {where}, which has a carbon efficiency of "
-            f"{_fig(grid.g_per_kwh / 1000)} {co2eq}/kWh{pue}. A cumulative of "
-            f"{_fig(self.device_hours)} hours of computation was performed on hardware of type "
+            f"{format_figure(grid.g_per_kwh / 1000)} {co2eq}/kWh{pue}. A cumulative of "
+            f"{format_figure(self.device_hours)} hours of computation was performed on hardware of type "
             f"{esc(self.hardware.name)} (TDP of {self.tdp_w:g}W). Total emissions are estimated "
-            f"to be {_fig(self.co2_kg)} {co2eq}"
+            f"to be {format_figure(self.co2_kg)} {co2eq}"
         )
         if grid.provider:
             text += (
-                f" of which {_fig(self.offset_ratio * 100)} percents were directly offset by "
+                f" of which {format_figure(self.offset_ratio * 100)} percents were directly offset by "
                 "the cloud provider"
             )
         tool = "carbonlog's estimate(), following the ML CO2 Impact calculator presented in"
@@ -165,7 +165,7 @@ def estimate(
     device_kwh = watts * count * hours / 1000.0
     energy_kwh = device_kwh * site.pue
     co2_kg = energy_kwh * grid.g_per_kwh / 1000.0
-    cleanest, cleanest_kg = _cleanest(grid, device_kwh, pue)
+    cleanest, cleanest_kg = cleanest_region(grid, device_kwh, pue)
     factor = None
     if cleanest is not None:
         factor = co2_kg / cleanest_kg if cleanest_kg > 0 else math.inf
@@ -204,7 +204,7 @@ def _tdp(row: Hardware, tdp_w: float | None) -> float:
     return row.tdp_w
 
 
-def _cleanest(
+def cleanest_region(
     grid: Grid, device_kwh: float, user_pue: float | None
 ) -> tuple[Grid | None, float | None]:
     """The same provider's region with the least CO2 for this energy (its own PUE unless set)."""
@@ -241,14 +241,14 @@ def _compare(
     )
 
 
-def _fig(value: float) -> str:
+def format_figure(value: float) -> str:
     """Two decimals, or two significant digits for small values: 0.0042, 3.99, 1234.5."""
     if value == 0 or abs(value) >= 0.1:
         return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:,.0f}"
     return f"{value:.2g}"
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     return re.sub(r"[\\&%$#_{}]", lambda m: _LATEX[m.group()], text)
 
 

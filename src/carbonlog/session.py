@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from carbonlog import metrics, savings
+from carbonlog import equivalents, metrics, savings
 from carbonlog._log import logger
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.interval import Summary
@@ -95,9 +95,12 @@ class Session:
         # every rank joins: rank zero looks the reference up, the sum carries it to the others
         self.reference = savings.reference_for(tracker, reduce=reduce) if stage == FIT else None
         if stage == FIT and self.verbose and tracker.ranks.is_global_zero:
-            hint = savings.scratch_hint(tracker.run_info, tracker.ledger)
-            if hint:
-                logger.info("carbonlog: %s", hint)
+            for note in (
+                savings.scratch_hint(tracker.run_info, tracker.ledger),
+                cleaner_region_note(tracker.site.grid),
+            ):
+                if note:
+                    logger.info("carbonlog: %s", note)
         return tracker
 
     def epoch_end(self, framework_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -176,7 +179,20 @@ class Session:
         if tracker.ranks.is_global_zero:
             kwh = tracker.intervals[-1].forecast_energy_kwh
             logger.info(
-                "carbonlog: this run will use about %.3g kWh and emit about %s CO2",
+                "carbonlog: this run will use about %.3g kWh and emit about %s CO2, %s",
                 kwh,
                 format_co2(forecast_kg),
+                equivalents.describe(forecast_kg),
             )
+
+
+def cleaner_region_note(grid) -> str | None:
+    """For a cloud region: the same provider's cleanest region and how many times less it emits."""
+    from carbonlog.estimate import cleanest_region
+
+    best, best_kg = cleanest_region(grid, device_kwh=1.0, user_pue=None)
+    if best is None or best.code == grid.code:
+        return None
+    here_kg = (grid.pue or 1.0) * grid.g_per_kwh / 1000.0
+    factor = f"{here_kg / best_kg:.0f}x less" if best_kg > 0 else "almost nothing"
+    return f"{best.name} ({best.code}) would emit {factor} than {grid.name} for the same energy"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from carbonlog.estimate import ARXIV_URL, BIBTEX, CITATION, _fig, _latex_escape
+from carbonlog.estimate import ARXIV_URL, BIBTEX, CITATION, format_figure, latex_escape
 
 FORMATS = ("markdown", "latex")
 __all__ = ["BIBTEX", "FORMATS", "hardware_phrase", "measured_with", "statement"]
@@ -91,7 +91,7 @@ def statement(run, format: str = "markdown") -> str:
     if format not in FORMATS:
         raise ValueError(f"format must be 'markdown' or 'latex', got {format!r}")
     latex = format == "latex"
-    esc = _latex_escape if latex else str
+    esc = latex_escape if latex else str
     co2eq = "kgCO$_2$eq" if latex else "kgCO₂eq"
     site = run.site or {}
     g_per_kwh, varied = _intensity(run)
@@ -109,16 +109,16 @@ def statement(run, format: str = "markdown") -> str:
     estimated = {c for iv in run.intervals for c in iv.estimated}
     text = (
         f"Experiments were conducted using {_where(site, esc)}, which has a carbon efficiency "
-        f"of {_fig(g_per_kwh / 1000)} {co2eq}/kWh ({esc(source)}){pue_text}. Training ran for "
-        f"{_fig(_duration_s(run) / 3600)} hours on {esc(hardware_phrase(run.hardware))} and "
-        f"used {_fig(run.energy_kwh)} kWh of electricity at the facility, measured with "
+        f"of {format_figure(g_per_kwh / 1000)} {co2eq}/kWh ({esc(source)}){pue_text}. Training ran for "
+        f"{format_figure(_duration_s(run) / 3600)} hours on {esc(hardware_phrase(run.hardware))} and "
+        f"used {format_figure(run.energy_kwh)} kWh of electricity at the facility, measured with "
         f"{esc(measured_with(run.hardware, estimated))}. Total emissions are "
-        f"{_fig(run.co2_kg)} {co2eq}"
+        f"{format_figure(run.co2_kg)} {co2eq}"
     )
     offset = float(site.get("offset_ratio") or 0.0)
     if site.get("provider") and offset > 0:
         text += (
-            f" of which {_fig(offset * 100)} percents were directly offset by the cloud provider"
+            f" of which {format_figure(offset * 100)} percents were directly offset by the cloud provider"
         )
     tool = "carbonlog, following the methodology presented in"
     if latex:
