@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from carbonlog.hardware import Hardware, lookup
@@ -106,27 +106,28 @@ class Estimate:
         esc = latex_escape if latex else str
         co2eq = "kgCO$_2$eq" if latex else "kgCO₂eq"
         grid = self.grid
-        if grid.provider:
-            from carbonlog.intensity.tables import tables
-
-            provider = tables().providers.get(grid.provider, (grid.provider, grid.provider))[1]
-            where = f"{esc(provider)} in region {esc(grid.code.split(':', 1)[1])}"
-        elif grid.kind in ("country", "subdivision"):
-            where = f"a private infrastructure in {esc(grid.name)}"
-        else:
-            where = "a private infrastructure"
+        where = where_phrase(
+            {
+                "provider": grid.provider,
+                "location": grid.code,
+                "kind": grid.kind,
+                "name": grid.name,
+            },
+            esc,
+        )
         pue = f" and a power usage effectiveness of {self.pue:g}" if self.pue != 1.0 else ""
         text = (
             f"Experiments were conducted using {where}, which has a carbon efficiency of "
             f"{format_figure(grid.g_per_kwh / 1000)} {co2eq}/kWh{pue}. A cumulative of "
-            f"{format_figure(self.device_hours)} hours of computation was performed on hardware of type "
-            f"{esc(self.hardware.name)} (TDP of {self.tdp_w:g}W). Total emissions are estimated "
+            f"{format_figure(self.device_hours)} hours of computation was performed on hardware "
+            f"of type {esc(self.hardware.name)} (TDP of {self.tdp_w:g}W). Total emissions are "
+            "estimated "
             f"to be {format_figure(self.co2_kg)} {co2eq}"
         )
         if grid.provider:
             text += (
-                f" of which {format_figure(self.offset_ratio * 100)} percents were directly offset by "
-                "the cloud provider"
+                f" of which {format_figure(self.offset_ratio * 100)} percents were directly "
+                "offset by the cloud provider"
             )
         tool = "carbonlog's estimate(), following the ML CO2 Impact calculator presented in"
         if latex:
@@ -239,6 +240,20 @@ def _compare(
     return Comparison(
         other, precision, hours, energy_kwh, other_kg, other_kg / co2_kg if co2_kg > 0 else math.nan
     )
+
+
+def where_phrase(site: Mapping, esc: Callable[[str], str] = str) -> str:
+    """Where the power was drawn, as the calculator says it; `site` as Site.describe() gives it."""
+    provider = site.get("provider")
+    code = str(site.get("location") or "")
+    if provider and ":" in code:
+        from carbonlog.intensity.tables import tables
+
+        name = tables().providers.get(provider, (provider, provider))[1]
+        return f"{esc(name)} in region {esc(code.split(':', 1)[1])}"
+    if site.get("kind") in ("country", "subdivision") and site.get("name"):
+        return f"a private infrastructure in {esc(str(site['name']))}"
+    return "a private infrastructure"
 
 
 def format_figure(value: float) -> str:

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from carbonlog.estimate import ARXIV_URL, BIBTEX, CITATION, format_figure, latex_escape
+from carbonlog.estimate import (
+    ARXIV_URL,
+    BIBTEX,
+    CITATION,
+    format_figure,
+    latex_escape,
+    where_phrase,
+)
 
 FORMATS = ("markdown", "latex")
 __all__ = ["BIBTEX", "FORMATS", "hardware_phrase", "measured_with", "statement"]
@@ -26,20 +33,6 @@ _METHODS = {
     "model: W per GiB": "a W per GiB model",
 }
 _MEASURED = ("counter", "sampled instant power", "sampled 1 s average power", "rapl")
-
-
-def _where(site: Mapping, esc) -> str:
-    """Where the run drew its power, as the calculator says it."""
-    provider = site.get("provider")
-    code = str(site.get("location") or "")
-    if provider and ":" in code:
-        from carbonlog.intensity.tables import tables
-
-        name = tables().providers.get(provider, (provider, provider))[1]
-        return f"{esc(name)} in region {esc(code.split(':', 1)[1])}"
-    if site.get("kind") in ("country", "subdivision") and site.get("name"):
-        return f"a private infrastructure in {esc(str(site['name']))}"
-    return "a private infrastructure"
 
 
 def hardware_phrase(hardware: Mapping[str, list]) -> str:
@@ -108,9 +101,10 @@ def statement(run, format: str = "markdown") -> str:
         )
     estimated = {c for iv in run.intervals for c in iv.estimated}
     text = (
-        f"Experiments were conducted using {_where(site, esc)}, which has a carbon efficiency "
-        f"of {format_figure(g_per_kwh / 1000)} {co2eq}/kWh ({esc(source)}){pue_text}. Training ran for "
-        f"{format_figure(_duration_s(run) / 3600)} hours on {esc(hardware_phrase(run.hardware))} and "
+        f"Experiments were conducted using {where_phrase(site, esc)}, which has a carbon "
+        f"efficiency of {format_figure(g_per_kwh / 1000)} {co2eq}/kWh ({esc(source)}){pue_text}. "
+        f"Training ran for {format_figure(_duration_s(run) / 3600)} hours on "
+        f"{esc(hardware_phrase(run.hardware))} and "
         f"used {format_figure(run.energy_kwh)} kWh of electricity at the facility, measured with "
         f"{esc(measured_with(run.hardware, estimated))}. Total emissions are "
         f"{format_figure(run.co2_kg)} {co2eq}"
@@ -118,7 +112,8 @@ def statement(run, format: str = "markdown") -> str:
     offset = float(site.get("offset_ratio") or 0.0)
     if site.get("provider") and offset > 0:
         text += (
-            f" of which {format_figure(offset * 100)} percents were directly offset by the cloud provider"
+            f" of which {format_figure(offset * 100)} percents were directly offset by the "
+            "cloud provider"
         )
     tool = "carbonlog, following the methodology presented in"
     if latex:
