@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Keras 3 picks its backend at first import; TensorFlow is not installed here.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 CONFIG_ENV = ("CARBONLOG_LOCATION", "CARBONLOG_PUE", "CARBONLOG_INTENSITY")
 

@@ -15,7 +15,7 @@ from carbonlog._log import logger
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.interval import Summary
 from carbonlog.text import format_co2, format_interval, format_summary
-from carbonlog.tracker import EPOCH, Tracker
+from carbonlog.tracker import EPOCH, Tracker, check_state
 
 FIT = "fit"
 FORECAST_AFTER_EPOCHS = 2
@@ -51,6 +51,7 @@ class Session:
         self.stage: str | None = None
         self.last_summary: Summary | None = None
         self.reference: savings.Reference | None = None
+        self._fit_state: dict | None = None
         self._resume_state: dict | None = None
         self._forecast_said = False
 
@@ -128,6 +129,8 @@ class Session:
         self.tracker = self.stage = None
         summary = tracker.stop(status=status)
         self.last_summary = summary
+        if stage == FIT:
+            self._fit_state = tracker.state_dict()
         if tracker.ranks.is_global_zero:
             logger.info(format_summary(summary, stage or "run"))
         if not summary.intervals:
@@ -157,20 +160,22 @@ class Session:
     # -- resume ------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """The fit's totals so far, for the framework's checkpoint."""
+        """The fit's totals so far (or at its end), for the framework's checkpoint."""
         if self.tracker is not None and self.stage == FIT:
             return self.tracker.state_dict()
-        return dict(self._resume_state or {})
+        return dict(self._fit_state or self._resume_state or {})
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Totals of an earlier part of this fit; applied when the fit begins."""
+        """Totals of an earlier part of this fit; applied when the fit begins. Checked now."""
+        if state:
+            check_state(state)
         self._resume_state = dict(state) if state else None
 
     # -- internals ---------------------------------------------------------------------
 
     def _say_forecast_once(self) -> None:
         tracker = self.tracker
-        if self._forecast_said or tracker is None or not tracker.intervals:
+        if not self.verbose or self._forecast_said or tracker is None or not tracker.intervals:
             return
         forecast_kg = tracker.intervals[-1].forecast_co2_kg
         if forecast_kg is None or len(tracker.intervals) < FORECAST_AFTER_EPOCHS:

@@ -35,6 +35,9 @@ def sync_loaded_frameworks() -> None:
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         for index in range(torch.cuda.device_count()):
             torch.cuda.synchronize(index)
+    jax = sys.modules.get("jax")
+    if jax is not None and hasattr(jax, "live_arrays"):
+        jax.block_until_ready(jax.live_arrays())
 
 
 @dataclass
@@ -146,15 +149,15 @@ class Tracker:
             warn_once("meters", f"carbonlog: no meter could be opened ({exc}); nothing is measured")
             meters = []
         self._slots = [_Slot(meter) for meter in meters]
+        self._sync_devices()  # then the edge time, then the counters: as at every mark
+        self._run_t0_s = self._edge_s = self._peek_s = time.monotonic()
+        self._edge_wall_s = self._peek_wall_s = time.time()
         for slot in self._slots:
             try:
                 slot.meter.start()
             except Exception as exc:  # a device that fails to start degrades to its estimate
                 self._degrade(slot, exc)
                 slot.meter.start()
-        self._sync_devices()
-        self._run_t0_s = self._edge_s = self._peek_s = time.monotonic()
-        self._edge_wall_s = self._peek_wall_s = time.time()
         self._started = True
         self._open_ledger()
         return self
@@ -263,6 +266,7 @@ class Tracker:
         """Continue the totals of an earlier part of this run. Call before start()."""
         if self._started:
             raise RuntimeError("load_state_dict() must come before start()")
+        check_state(state)
         self._totals_j = {c: float(state["totals_j"][c]) for c in COMPONENTS}
         self._energy_kwh_total = float(state["energy_kwh_total"])
         self._co2_kg_total = float(state["co2_kg_total"])
@@ -466,7 +470,7 @@ class Tracker:
             if crossed:
                 self.stop_reason = f"budget: {why}"
                 action = "stopping training" if self.on_budget == "stop" else "training goes on"
-                warn_once(f"budget:{id(self)}:{unit}", f"carbonlog: {why}; {action}")
+                logger.warning("carbonlog: %s; %s", why, action)
 
     # -- ledger ------------------------------------------------------------------------
 
@@ -501,6 +505,17 @@ class Tracker:
                 "ledger-write",
                 f"carbonlog: writing to the run ledger failed ({exc}); training goes on",
             )
+
+
+def check_state(state: Mapping) -> None:
+    """A ValueError unless `state` is what Tracker.state_dict() writes."""
+    try:
+        totals_ok = all(float(state["totals_j"][c]) >= 0 for c in COMPONENTS)
+        float(state["energy_kwh_total"]), float(state["co2_kg_total"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a carbonlog tracker state: {exc!r}") from None
+    if not totals_ok:
+        raise ValueError("a carbonlog tracker state has negative totals")
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import pytest
 
 from carbonlog.meters import cpu_table
 from carbonlog.meters.model import (
+    CHILDREN_RESCAN_S,
     DEFAULT_W_PER_THREAD,
     GIB,
     IDLE_FRACTION,
@@ -44,6 +45,7 @@ class FakePsutil:
         self.times = CpuTimes(*[0.0] * 10)
         self.threads = 16
         self.rss = [0]  # this process, then its children
+        self.children_listed = 0
         self.memory = SimpleNamespace(total=64 * GIB, available=48 * GIB)
 
     def cpu_times(self):
@@ -59,18 +61,22 @@ class FakePsutil:
         fake = self
 
         class Proc:
-            def __init__(self, rss):
-                self._rss = rss
+            """Process `index` of `fake.rss` (0: this one), read live like psutil does."""
+
+            def __init__(self, index):
+                self._index = index
 
             def memory_info(self):
-                if self._rss is None:
+                rss = fake.rss[self._index] if self._index < len(fake.rss) else None
+                if rss is None:
                     raise fake.Error("gone")
-                return SimpleNamespace(rss=self._rss)
+                return SimpleNamespace(rss=rss)
 
             def children(self, recursive=False):
-                return [Proc(r) for r in fake.rss[1:]]
+                fake.children_listed += 1
+                return [Proc(i) for i in range(1, len(fake.rss))]
 
-        return Proc(self.rss[0])
+        return Proc(0)
 
     def run(self, busy_s: float, idle_s: float, iowait_s: float = 0.0, guest_s: float = 0.0):
         """CPU time passes: busy (user, guest inside it), idle and iowait seconds."""
@@ -163,6 +169,19 @@ def test_ram_process_scope_counts_this_process_and_its_children():
     # trapezoid between 3 and 5 GiB over 10 s
     assert meter.energy_j() == pytest.approx(RAM_W_PER_GIB * 4 * 10)
     assert meter.estimated and meter.devices()[0]["bytes_in_use"] == 5 * GIB
+    assert psutil.children_listed == 2  # listed again once CHILDREN_RESCAN_S passed
+
+
+def test_ram_children_are_listed_again_only_every_few_seconds():
+    psutil, clock = FakePsutil(), Clock()
+    psutil.rss = [1 * GIB, 1 * GIB]
+    meter = RamModelMeter(psutil_module=psutil, clock=clock)
+    meter.start()
+    clock.now_s = 1.0
+    psutil.rss = [1 * GIB, 2 * GIB, 5 * GIB]  # the known child grew; a new one started
+    assert meter.used_bytes() == 3 * GIB and psutil.children_listed == 1
+    clock.now_s = 1.0 + CHILDREN_RESCAN_S
+    assert meter.used_bytes() == 8 * GIB and psutil.children_listed == 2
 
 
 def test_ram_node_scope_counts_memory_in_use():

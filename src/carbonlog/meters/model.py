@@ -160,6 +160,9 @@ class CpuModelMeter:
         pass
 
 
+CHILDREN_RESCAN_S = 10.0
+
+
 class RamModelMeter:
     """RAM energy estimated as W per GiB x memory in use: this process and its children's
     resident memory (scope="process"; pages shared after fork count once per process, so an
@@ -184,6 +187,9 @@ class RamModelMeter:
         self._clock = clock
         self._last: tuple[float, int] | None = None  # (time in s, bytes in use)
         self._energy_j = 0.0
+        self._process = self._psutil.Process() if scope == "process" else None
+        self._children_cache: list = []
+        self._children_at_s: float | None = None
 
     def used_bytes(self) -> int:
         """Memory in use now, in the meter's scope."""
@@ -191,14 +197,22 @@ class RamModelMeter:
         if self.scope == "node":
             memory = psutil.virtual_memory()
             return memory.total - memory.available
-        process = psutil.Process()
-        used = process.memory_info().rss
-        for child in process.children(recursive=True):
+        used = self._process.memory_info().rss
+        for child in self._children():
             try:
                 used += child.memory_info().rss
             except psutil.Error:  # a worker that ended meanwhile
                 continue
         return used
+
+    def _children(self) -> list:
+        """This process's descendants (data-loader workers), listed again every few seconds:
+        listing walks all of /proc (~3 ms), reading a known child's memory does not."""
+        now_s = self._clock()
+        if self._children_at_s is None or now_s - self._children_at_s >= CHILDREN_RESCAN_S:
+            self._children_cache = self._process.children(recursive=True)
+            self._children_at_s = now_s
+        return self._children_cache
 
     def start(self) -> None:
         self._last = (self._clock(), self.used_bytes())

@@ -1,0 +1,318 @@
+"""Keras 3: each epoch's energy and CO2 in `logs`, so History, CSVLogger and TensorBoard keep it.
+
+    model.fit(x, y, epochs=10, callbacks=[EmissionsCallback(location="FR"), CSVLogger("log.csv")])
+
+Works on the torch and jax backends (set KERAS_BACKEND before the first `import keras`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from carbonlog._log import logger, warn_once
+from carbonlog.distributed import Ranks, ReduceFn
+from carbonlog.metrics import DEFAULT_PREFIX
+from carbonlog.session import FIT, Session
+from carbonlog.tracker import check_state
+
+try:
+    import keras
+except ImportError as exc:
+    if exc.name == "keras":
+        raise ImportError(
+            'carbonlog.integrations.keras needs Keras 3: pip install "carbonlog[keras]"'
+        ) from exc
+    raise ImportError(
+        f"Keras is installed but its backend could not load ({exc}); set KERAS_BACKEND=torch "
+        "or KERAS_BACKEND=jax before the first `import keras`, or install TensorFlow"
+    ) from exc
+
+TEST = "test"
+PREDICT = "predict"
+_LOGGERS = (
+    keras.callbacks.CSVLogger,
+    keras.callbacks.TensorBoard,
+    keras.callbacks.History,
+    keras.callbacks.RemoteMonitor,
+)
+
+
+class EmissionsCallback(keras.callbacks.Callback):
+    """Measures every epoch (its validation included) and adds the carbonlog schema to `logs`.
+
+    Order matters: Keras hands one `logs` dict down the callback list, so only callbacks
+    listed *after* this one (CSVLogger, TensorBoard, EarlyStopping on a `carbon/` key) see
+    its keys; History and the progress bar (which prints them) come last by default. A warning
+    says so when a logger is listed before it (found from the CallbackList that calls
+    `on_train_begin`; Keras exposes that list neither on the model nor in `params`).
+
+    `evaluate()` and `predict()` are measured on their own, reported at their end in the
+    log and in `self.totals["test"]` / `self.totals["predict"]` (`carbon/test/*` keys, also
+    added to the `logs` of later callbacks in `on_test_end`); validation inside `fit()`
+    belongs to its epoch.
+
+    Resume (`fit(initial_epoch=k)`, BackupAndRestore): a fit that starts past epoch 0
+    continues the totals of this callback's previous fit, or, in a new process, those of
+    `state_path`: a JSON file the global-zero process rewrites atomically after every epoch
+    and at the end of fit (in multi-node runs, put it where every node reads it, as
+    BackupAndRestore's `backup_dir`). A fit from epoch 0 starts new totals.
+
+    Multi-process (torch DDP under Keras, JAX multi-host): ranks from the environment (JAX's
+    process index where it runs several); one sum per interval through torch.distributed when
+    it is initialised, else JAX multi-host. Before counters are read, queued device work is
+    waited for by the core (torch and JAX, whichever is loaded: JAX dispatch is asynchronous,
+    and predict's outputs are still in flight at `on_predict_end`).
+
+    Other options are the Tracker's (location, pue, intensity, gpus, power_w, ledger,
+    budget_kg, budget_kwh, on_budget, ...), checked here; `on_budget="stop"` sets
+    `model.stop_training`. No batch hook is overridden, so Keras keeps its async dispatch.
+    """
+
+    def __init__(
+        self,
+        location: str | None = None,
+        *,
+        state_path: str | os.PathLike | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        verbose: bool = True,
+        pretrained: bool | None = None,
+        base_model: str | None = None,
+        task: str | None = None,
+        **tracker_options,
+    ):
+        super().__init__()
+        if state_path is not None and not isinstance(state_path, str | os.PathLike):
+            raise TypeError(f"state_path must be a path or None, got {state_path!r}")
+        self._session = Session(
+            "keras",
+            prefix=prefix,
+            verbose=verbose,
+            pretrained=pretrained,
+            base_model=base_model,
+            task=task,
+            location=location,
+            **tracker_options,
+        )
+        self.state_path = os.fspath(state_path) if state_path is not None else None
+        self.totals: dict[str, dict[str, float]] = {}
+        self._fit_state: dict | None = None
+        self._fitting = False
+        self._fit_begun = False
+
+    # -- fit ---------------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._fitting, self._fit_begun = True, False
+        self._warn_if_loggers_first(_calling_callbacks())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._fitting and not self._fit_begun:
+            self._fit_begun = True
+            self._begin_fit(first_epoch=epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = self._session.epoch_end(logs)
+        if logs is not None:
+            logs.update(values)
+        self._keep_state(self._session.tracker)
+        if self._session.should_stop:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self._fitting = False
+        tracker = self._session.tracker if self._session.stage == FIT else None
+        if tracker is None:
+            return
+        self._report(FIT, self._session.end("completed"), logs)
+        self._keep_state(tracker)
+
+    # -- evaluate and predict ----------------------------------------------------------
+
+    def on_test_begin(self, logs=None):
+        if not self._fitting:  # validation inside fit() belongs to its epoch
+            self._begin(TEST)
+
+    def on_test_end(self, logs=None):
+        if not self._fitting:
+            self._report(TEST, self._session.end(), logs)
+
+    def on_predict_begin(self, logs=None):
+        if not self._fitting:
+            self._begin(PREDICT)
+
+    def on_predict_end(self, logs=None):
+        if not self._fitting:
+            self._report(PREDICT, self._session.end(), logs)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _begin(self, stage: str, planned_epochs: int | None = None) -> None:
+        ranks, reduce = _process_group()
+        model = self.model
+        self._session.begin(
+            stage,
+            ranks=ranks,
+            reduce=reduce,
+            gpus=_gpus_driven(model),
+            planned_epochs=planned_epochs,
+            detected={"model": getattr(model, "name", type(model).__name__)},
+        )
+
+    def _begin_fit(self, first_epoch: int) -> None:
+        """Open the fit's tracker at its first epoch, once the resume point is known."""
+        done = 0
+        if first_epoch > 0:
+            state = self._load_state(first_epoch)
+            if state is not None:
+                self._session.load_state_dict(state)
+                done = int(state.get("epochs_done", 0))
+        planned = self.params.get("epochs") if self.params else None
+        self._begin(FIT, planned_epochs=planned - first_epoch + done if planned else None)
+
+    def _report(self, stage: str, values: dict[str, float], logs) -> None:
+        self.totals[stage] = values
+        if logs is not None:
+            logs.update(values)
+
+    def _load_state(self, first_epoch: int) -> dict | None:
+        """Totals of the fit's earlier part: this callback's last fit, else the sidecar."""
+        state, path = self._fit_state, self.state_path
+        if state is None and path is not None and os.path.exists(path):
+            try:
+                with open(path, encoding="utf-8") as file:
+                    state = json.load(file)
+                check_state(state)
+            except (OSError, ValueError) as exc:
+                logger.warning("carbonlog: reading %s failed (%s); totals start over", path, exc)
+                return None
+        if state is None:
+            why = "no state_path is set" if path is None else f"{path} does not exist"
+            logger.warning(
+                "carbonlog: fit starts at epoch %s and %s; energy and CO2 totals "
+                "count from this epoch",
+                first_epoch,
+                why,
+            )
+        elif int(state.get("epochs_done", 0)) != first_epoch:
+            logger.info(
+                "carbonlog: the fit's earlier part holds %s epochs and fit resumes at epoch "
+                "%s; totals continue from it (energy spent on repeated epochs counts again)",
+                state.get("epochs_done"),
+                first_epoch,
+            )
+        return state
+
+    def _keep_state(self, tracker) -> None:
+        """Keep the fit's totals for a resume; global zero also writes them to the sidecar."""
+        if tracker is None:
+            return
+        self._fit_state = tracker.state_dict()
+        if self.state_path is None or not tracker.ranks.is_global_zero:
+            return
+        try:
+            _write_json_atomically(self.state_path, self._fit_state)
+        except OSError as exc:
+            warn_once(
+                f"keras-state:{self.state_path}",
+                f"carbonlog: writing {self.state_path} failed ({exc}); training goes on",
+            )
+
+    def _warn_if_loggers_first(self, callbacks: Sequence | None) -> None:
+        if not callbacks or self not in callbacks:
+            return
+        before = callbacks[: callbacks.index(self)]
+        blind = [type(c).__name__ for c in before if _reads_logs(c, self._session.prefix)]
+        if blind:
+            logger.warning(
+                "carbonlog: %s listed before EmissionsCallback will not see the %s* keys; "
+                "list EmissionsCallback first",
+                ", ".join(blind),
+                self._session.prefix,
+            )
+
+
+def _reads_logs(callback, prefix: str) -> bool:
+    """A logger of epoch `logs`, or a callback that monitors one of our keys."""
+    name = type(callback).__name__
+    return (
+        isinstance(callback, _LOGGERS)
+        or (name.endswith("Logger") and not isinstance(callback, keras.callbacks.ProgbarLogger))
+        or str(getattr(callback, "monitor", "")).startswith(prefix)
+    )
+
+
+def _calling_callbacks(depth: int = 6) -> list | None:
+    """The callbacks of the CallbackList whose hook called ours, found a few frames up."""
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        caller = frame.f_locals.get("self")
+        if isinstance(caller, keras.callbacks.CallbackList):
+            return caller.callbacks
+    return None
+
+
+def _process_group() -> tuple[Ranks, ReduceFn | None]:
+    """This process's ranks and the one sum over processes, through the backend running them."""
+    ranks = Ranks.from_env()
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return ranks, _torch_sum
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.process_count() > 1:
+        jax_ranks = Ranks(
+            rank=jax.process_index(), local_rank=ranks.local_rank, world_size=jax.process_count()
+        )
+        return jax_ranks, _jax_sum
+    return ranks, None
+
+
+def _torch_sum(values: Sequence[float]) -> list[float]:
+    import torch
+    import torch.distributed as dist
+
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _jax_sum(values: Sequence[float]) -> list[float]:
+    """Through JAX multi-host; float32 unless `jax_enable_x64` is set (JAX's default)."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.asarray(values, dtype=np.float64))
+    return np.asarray(gathered, dtype=np.float64).sum(axis=0).tolist()
+
+
+def _gpus_driven(model) -> list[int] | None:
+    """The CUDA device a torch-backend model lives on ([] on CPU); None: all local GPUs (JAX)."""
+    if keras.backend.backend() != "torch":
+        return None
+    weights = getattr(model, "weights", None)
+    if not weights:
+        return None
+    device = weights[0].value.device
+    return [device.index] if device.type == "cuda" else []
+
+
+def _write_json_atomically(path: str, data: dict) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".carbonlog-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
