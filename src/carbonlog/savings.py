@@ -422,6 +422,6 @@ def scratch_hint(run_info: Mapping[str, object], ledger=None) -> str | None:
         logger.debug("carbonlog: reading fine-tuning runs failed: %s", exc)
         typical = _typical_finetune(None, None)
     return (
-        f"carbonlog: {names[0]} is trained from scratch; pretrained {row.family} checkpoints "
+        f"{names[0]} is trained from scratch; pretrained {row.family} checkpoints "
         f"exist ({cost}, a cost already paid); {typical}"
     )

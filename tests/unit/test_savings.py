@@ -311,7 +311,7 @@ def test_masses_print_from_grams_to_tonnes():
 )
 def test_a_scratch_run_of_a_known_architecture_gets_a_hint(model, family):
     hint = savings.scratch_hint({"pretrained": False, "model": model})
-    assert hint.startswith(f"carbonlog: {model} is trained from scratch; pretrained {family} ")
+    assert hint.startswith(f"{model} is trained from scratch; pretrained {family} ")
     assert "a cost already paid" in hint and "typically takes a few GPU-hours" in hint
 
 
