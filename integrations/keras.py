@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from carbonlog._log import logger, warn_once
 from carbonlog.distributed import Ranks, ReduceFn
+from carbonlog.interval import Summary
 from carbonlog.metrics import DEFAULT_PREFIX
 from carbonlog.session import FIT, Session
 from carbonlog.tracker import check_state
@@ -102,6 +103,16 @@ class EmissionsCallback(keras.callbacks.Callback):
         self._fit_state: dict | None = None
         self._fitting = False
         self._fit_begun = False
+
+    @property
+    def session(self) -> Session:
+        """The framework-free part: the current tracker and the last summaries."""
+        return self._session
+
+    @property
+    def summary(self) -> Summary | None:
+        """The last fit's Summary (totals, intervals, hardware), once it has ended."""
+        return self._session.fit_summary
 
     # -- fit ---------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class Session:
         self.tracker: Tracker | None = None
         self.stage: str | None = None
         self.last_summary: Summary | None = None
+        self.fit_summary: Summary | None = None
         self.reference: savings.Reference | None = None
         self._fit_state: dict | None = None
         self._resume_state: dict | None = None
@@ -131,6 +132,7 @@ class Session:
         self.last_summary = summary
         if stage == FIT:
             self._fit_state = tracker.state_dict()
+            self.fit_summary = summary
         if tracker.ranks.is_global_zero:
             logger.info(format_summary(summary, stage or "run"))
         if not summary.intervals:
