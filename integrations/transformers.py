@@ -25,7 +25,7 @@ What goes where (prefix `carbon/`; TensorBoard and W&B show training keys under 
   counted. These keys stay out of `log_history`: the Trainer's model card makes a results
   column of every `eval_*` key found there.
 - End of training (the Trainer's last log): `carbon/energy_kwh_total`, `carbon/co2_kg_total`
-  and `carbon/duration_s` of the whole run; `co2_eq_emissions` (grams) goes into the model
+  and `carbon/duration_s_total` of the whole run; `co2_eq_emissions` (grams) goes into the model
   card that `trainer.create_model_card()` and `trainer.push_to_hub()` write.
 
 Reporters only see keys added before they run, and callbacks passed as `callbacks=[...]`

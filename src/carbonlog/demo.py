@@ -12,7 +12,7 @@ import tempfile
 from carbonlog.interval import J_PER_KWH, Summary
 from carbonlog.text import format_summary
 
-SAMPLES = 2048
+SAMPLES = 16384
 FEATURES = 32
 BATCH = 64
 
@@ -69,6 +69,7 @@ def run_lightning(epochs: int, tracker_options: dict) -> Summary:
             enable_progress_bar=False,
             enable_model_summary=False,
             enable_checkpointing=False,
+            log_every_n_steps=10,
         )
         trainer.fit(Regressor(), loader)
     return callback.summary
@@ -100,15 +101,15 @@ def run_plain(epochs: int, tracker_options: dict) -> Summary:
 
 def table(summary: Summary) -> str:
     """Per-epoch energy and CO2, then the total, as a fixed-width table."""
-    rows = [f"{'interval':<10}{'seconds':>9}{'kWh':>12}{'g CO2':>10}{'W':>8}  estimated"]
+    rows = [f"{'interval':<10}{'seconds':>9}{'kWh':>12}{'g CO2':>12}{'W':>8}  estimated"]
     for iv in summary.intervals:
         rows.append(
             f"{iv.label + ' ' + str(iv.index):<10}{iv.duration_s:>9.2f}{iv.energy_kwh:>12.3e}"
-            f"{iv.co2_kg * 1000:>10.4f}{iv.power_w:>8.1f}  {','.join(iv.estimated) or '-'}"
+            f"{iv.co2_kg * 1000:>12.3e}{iv.power_w:>8.1f}  {','.join(iv.estimated) or '-'}"
         )
     rows.append(
         f"{'total':<10}{summary.duration_s:>9.2f}{summary.energy_kwh:>12.3e}"
-        f"{summary.co2_kg * 1000:>10.4f}{summary.device_j / max(summary.duration_s, 1e-9):>8.1f}"
+        f"{summary.co2_kg * 1000:>12.3e}{summary.device_j / max(summary.duration_s, 1e-9):>8.1f}"
     )
     rows.append(f"(device energy {summary.device_j / J_PER_KWH:.3e} kWh before PUE)")
     return "\n".join(rows)

@@ -108,6 +108,15 @@ def describe(kg: float, key: str = "car_km") -> str:
     return BY_KEY[key].describe(kg)
 
 
+def describe_tangible(kg: float) -> str | None:
+    """The car, else the smartphone equivalent, whichever counts at least one unit; None for
+    amounts too small to picture (a fraction of one phone charge)."""
+    for equivalent in (CAR_KM, SMARTPHONE_CHARGES):
+        if equivalent.amount(kg) >= 1:
+            return equivalent.describe(kg)
+    return None
+
+
 def describe_all(kg: float) -> list[str]:
     """Every equivalent in words, in the order of EQUIVALENTS."""
     return [e.describe(kg) for e in EQUIVALENTS]

@@ -18,6 +18,8 @@ from carbonlog.text import format_co2, format_interval, format_summary
 from carbonlog.tracker import EPOCH, Tracker, check_state
 
 FIT = "fit"
+RESERVED = ("ranks", "reduce", "sync", "planned_epochs", "run_info")
+"""Tracker options the adapter sets from its framework; a user passing one is an error."""
 FORECAST_AFTER_EPOCHS = 2
 
 
@@ -41,6 +43,9 @@ class Session:
     ):
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string, got {prefix!r}")
+        taken = sorted(set(tracker_options) & set(RESERVED))
+        if taken:
+            raise TypeError(f"{', '.join(taken)}: set by the {framework} callback, not an option")
         Tracker(**tracker_options)  # validates every option now; meters open at start()
         self.framework = framework
         self.prefix = prefix
@@ -138,21 +143,25 @@ class Session:
         if not summary.intervals:
             return {}
         last = summary.intervals[-1]
-        totals = {
-            "energy_kwh_total": summary.energy_kwh,
-            "co2_kg_total": summary.co2_kg,
-            "duration_s": summary.duration_s,
-        }
+        totals = {"energy_kwh_total": summary.energy_kwh, "co2_kg_total": summary.co2_kg}
+        if stage == FIT:  # not `duration_s`: that key is each epoch's own length
+            totals["duration_s_total"] = summary.duration_s
         if stage == FIT and self.reference is not None:
             if tracker.ranks.is_global_zero:
                 logger.info("carbonlog: %s", self.reference.statement(summary.co2_kg))
             totals["co2_saved_vs_scratch_kg"] = self.reference.saved_kg(summary.co2_kg)
         if stage != FIT:
+            totals["duration_s"] = summary.duration_s
             totals["energy_kwh"] = summary.energy_kwh
             totals["co2_kg"] = summary.co2_kg
             totals["intensity_g_per_kwh"] = last.intensity_g_per_kwh
         key_stage = None if stage == FIT else stage
         return {metrics.metric_key(k, self.prefix, key_stage): float(v) for k, v in totals.items()}
+
+    def plan(self, planned_epochs: int | None) -> None:
+        """The fit's planned length, for the forecast, once the framework knows it."""
+        if self.tracker is not None:
+            self.tracker.planned_epochs = planned_epochs
 
     @property
     def should_stop(self) -> bool:
@@ -185,11 +194,12 @@ class Session:
         self._forecast_said = True
         if tracker.ranks.is_global_zero:
             kwh = tracker.intervals[-1].forecast_energy_kwh
+            picture = equivalents.describe_tangible(forecast_kg)
             logger.info(
-                "carbonlog: this run will use about %.3g kWh and emit about %s CO2, %s",
+                "carbonlog: this run will use about %.3g kWh and emit about %s CO2%s",
                 kwh,
                 format_co2(forecast_kg),
-                equivalents.describe(forecast_kg),
+                f", {picture}" if picture else "",
             )
 
 

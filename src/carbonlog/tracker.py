@@ -188,7 +188,7 @@ class Tracker:
         summary = Summary(
             run_name=self.run_name,
             status=status,
-            duration_s=time.monotonic() - self._run_t0_s,
+            duration_s=self._edge_s - self._run_t0_s,  # the intervals' time, not a sum's wait
             gpu_j=self._totals_j["gpu"],
             cpu_j=self._totals_j["cpu"],
             ram_j=self._totals_j["ram"],

@@ -1,0 +1,337 @@
+"""PyTorch Lightning: energy and CO2 per training epoch, in every logger the Trainer has.
+
+    from carbonlog.integrations.lightning import EmissionsCallback
+    trainer = Trainer(callbacks=[EmissionsCallback(location="FR")])
+
+Works with both namespaces, `lightning.pytorch` and `pytorch_lightning`: the callback derives
+from the Callback of each one installed, and imports neither when it is absent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import re
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from carbonlog import metrics
+from carbonlog.distributed import Ranks, ReduceFn
+from carbonlog.interval import Summary
+from carbonlog.session import FIT, Session
+
+_NAMESPACES = ("lightning", "pytorch_lightning")
+_INSTALL_HINT = (
+    'carbonlog.integrations.lightning needs Lightning: pip install "carbonlog[lightning]"'
+)
+_PREDICT = "predict"
+
+
+def is_lightning_available() -> bool:
+    """True when `lightning` or `pytorch_lightning` can be imported."""
+    return any(importlib.util.find_spec(name) is not None for name in _NAMESPACES)
+
+
+def _callback_bases() -> tuple[type, ...]:
+    """Lightning's Callback from each installed namespace, so either Trainer accepts ours."""
+    if not is_lightning_available():
+        raise ImportError(_INSTALL_HINT)
+    packages = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
+    return tuple(
+        importlib.import_module(packages[name]).Callback
+        for name in _NAMESPACES
+        if importlib.util.find_spec(name) is not None
+    )
+
+
+def _planned_epochs(
+    max_epochs: int | None,
+    max_steps: int | None,
+    batches_per_epoch: float | None,
+    accumulate_grad_batches: int = 1,
+) -> int | None:
+    """The fit's length in epochs for the forecast: max_epochs, or max_steps in epochs.
+
+    Lightning stops at whichever limit comes first; -1 or None means no limit, and an
+    unknown or infinite epoch length (an iterable dataset) leaves max_steps unconvertible.
+    """
+    limits = []
+    if max_epochs is not None and max_epochs > 0:
+        limits.append(max_epochs)
+    if (
+        max_steps is not None
+        and max_steps > 0
+        and batches_per_epoch
+        and math.isfinite(batches_per_epoch)
+    ):
+        steps_per_epoch = math.ceil(batches_per_epoch / max(accumulate_grad_batches, 1))
+        limits.append(math.ceil(max_steps / steps_per_epoch))
+    return min(limits) if limits else None
+
+
+def _scalars(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """The framework's scalar metrics (loss, accuracy) as floats for the ledger, ours left out."""
+    import torch
+
+    found = {}
+    for name, value in values.items():
+        if name.startswith(prefix):
+            continue
+        scalar_tensor = isinstance(value, torch.Tensor) and value.numel() == 1
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if scalar_tensor or number:
+            found[name] = float(value)
+    return found
+
+
+class EmissionsCallback(*_callback_bases()):
+    """Logs each training epoch's energy (kWh) and CO2 (kg) through `pl_module.log`.
+
+    The schema dict of `carbonlog.metrics` goes to every `trainer.loggers` and to
+    `trainer.callback_metrics`, so EarlyStopping and ModelCheckpoint can monitor
+    `carbon/co2_kg_total`. The epoch's validation counts in that epoch. Standalone
+    `trainer.validate/test/predict` runs log under `carbon/<stage>/...`. Totals travel in
+    checkpoints, so `fit(ckpt_path=...)` continues them.
+
+    Args:
+        location, pue, intensity: where the energy is drawn (see `carbonlog.Tracker`).
+        prefix: the key prefix, `carbon/` by default.
+        log_every_n_steps: also log energy since the last step log every n training
+            batches, under `<prefix>step/`; None (default) logs per epoch only.
+        verbose: a line per epoch on the "carbonlog" logger.
+        pretrained, base_model, task: what the run is, for the ledger and savings.
+        tracker_options: any other `carbonlog.Tracker` option (gpus, cpu, ram, power_w,
+            run_name, tags, ledger, budget_kg, budget_kwh, on_budget, budget_check, live).
+
+    Raises:
+        ValueError, TypeError: a bad option, here rather than mid-training.
+    """
+
+    def __init__(
+        self,
+        location: str | None = None,
+        pue: float | None = None,
+        intensity: float | str | None = None,
+        *,
+        prefix: str = metrics.DEFAULT_PREFIX,
+        log_every_n_steps: int | None = None,
+        verbose: bool = True,
+        pretrained: bool | None = None,
+        base_model: str | None = None,
+        task: str | None = None,
+        **tracker_options: Any,
+    ) -> None:
+        if log_every_n_steps is not None and (
+            not isinstance(log_every_n_steps, int)
+            or isinstance(log_every_n_steps, bool)
+            or log_every_n_steps < 1
+        ):
+            raise ValueError(
+                f"log_every_n_steps must be a positive integer or None, got {log_every_n_steps!r}"
+            )
+        self._session = Session(
+            "lightning",
+            prefix=prefix,
+            verbose=verbose,
+            pretrained=pretrained,
+            base_model=base_model,
+            task=task,
+            location=location,
+            pue=pue,
+            intensity=intensity,
+            **tracker_options,
+        )
+        self.log_every_n_steps = log_every_n_steps
+        self._batches = 0
+        self._failed = False
+        self._warned_no_logger = False
+
+    @property
+    def session(self) -> Session:
+        """The framework-free part: the current tracker and the last summary."""
+        return self._session
+
+    @property
+    def summary(self) -> Summary | None:
+        """The last fit's Summary (totals, intervals, hardware), once it has ended."""
+        return self._session.fit_summary
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._check_loggers(trainer)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # Strategies that restore checkpoints after setup (FSDP, DeepSpeed) call
+        # load_state_dict after this hook: the fit then begins at the next one.
+        if not trainer.strategy.restore_checkpoint_after_setup:
+            self._begin_fit(trainer, pl_module)
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._begin_fit(trainer, pl_module)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._begin_fit(trainer, pl_module)
+        self._plan(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.log_every_n_steps is not None:
+            self._log_step(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._log_epoch(trainer, pl_module)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._end_run(trainer, "completed")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._begin_standalone(trainer, pl_module, "validate")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._end_evaluation(pl_module, "validate")
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._begin_standalone(trainer, pl_module, "test")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._end_evaluation(pl_module, "test")
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self._begin_standalone(trainer, pl_module, _PREDICT)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self._end_predict(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._end_run(trainer, "failed", failed=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        # After the fit, the finished fit's totals: trainer.save_checkpoint() then resumes.
+        return self._session.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._session.load_state_dict(state_dict)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _check_loggers(self, trainer) -> None:
+        """One clear warning when nothing will receive the figures; distributed set-up."""
+        if not trainer.loggers and trainer.is_global_zero and not self._warned_no_logger:
+            self._warned_no_logger = True
+            warnings.warn(
+                "carbonlog: the Trainer has no logger, so energy and CO2 reach only "
+                "trainer.callback_metrics; the totals are printed at the end",
+                UserWarning,
+                stacklevel=2,
+            )
+        if trainer.world_size > 1:
+            # Our values are summed through strategy.reduce before logging: every rank holds
+            # the same figures, so Lightning's advice to sync_dist them does not apply.
+            warnings.filterwarnings(
+                "ignore",
+                message=rf"It is recommended to use `self.log\('{re.escape(self._session.prefix)}",
+            )
+
+    def _begin(self, trainer, pl_module, stage: str) -> None:
+        import torch
+
+        self._failed = False
+        self._batches = 0
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            gpus = [device.index if device.index is not None else torch.cuda.current_device()]
+        else:
+            gpus = []
+        self._session.begin(
+            stage,
+            ranks=Ranks(
+                rank=trainer.global_rank,
+                local_rank=trainer.local_rank,
+                world_size=trainer.world_size,
+            ),
+            reduce=self._reduce_fn(trainer),
+            gpus=gpus,
+            detected={"model": type(pl_module).__name__},
+        )
+
+    def _begin_fit(self, trainer, pl_module) -> None:
+        """Start the fit's tracker once, with any totals restored from a checkpoint."""
+        if self._session.stage != FIT:
+            self._begin(trainer, pl_module, FIT)
+
+    def _plan(self, trainer) -> None:
+        """The epoch length is known from here on: the forecast's planned length."""
+        self._session.plan(
+            _planned_epochs(
+                trainer.max_epochs,
+                trainer.max_steps,
+                trainer.num_training_batches,
+                trainer.accumulate_grad_batches,
+            )
+        )
+
+    def _begin_standalone(self, trainer, pl_module, stage: str) -> None:
+        """validate/test/predict outside a fit: inference has its own run and keys."""
+        if trainer.state.fn == stage and not trainer.sanity_checking:
+            self._begin(trainer, pl_module, stage)
+
+    def _reduce_fn(self, trainer) -> ReduceFn | None:
+        """Sum over ranks through the strategy (every rank calls it); None when alone."""
+        if trainer.world_size <= 1:
+            return None
+        import torch
+
+        strategy = trainer.strategy
+
+        def reduce(values):
+            if self._failed:  # one rank raised: a collective could wait forever
+                return values
+            local = torch.tensor(values, dtype=torch.float64, device=strategy.root_device)
+            return strategy.reduce(local, reduce_op="sum").tolist()
+
+        return reduce
+
+    def _log_step(self, trainer) -> None:
+        if self._session.stage != FIT:
+            return
+        self._batches += 1
+        if self._batches % self.log_every_n_steps == 0:
+            self._publish(trainer, self._session.step(), save=False)
+
+    def _log_epoch(self, trainer, pl_module) -> None:
+        """Close the epoch's interval, log its dict, and stop the fit if over budget."""
+        if self._session.stage != FIT:
+            return
+        values = self._session.epoch_end(_scalars(trainer.callback_metrics, self._session.prefix))
+        if values:
+            pl_module.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
+        if self._session.should_stop:
+            trainer.should_stop = True
+
+    def _end_run(self, trainer, status: str, failed: bool = False) -> None:
+        """Close the fit (or whatever stage was open): totals to every logger and the ledger."""
+        self._failed = failed
+        self._publish(trainer, self._session.end(status), save=True)
+
+    def _end_evaluation(self, pl_module, stage: str) -> None:
+        """validate/test: staged totals through pl_module.log, so trainer.test() returns them."""
+        if self._session.stage == stage:
+            totals = self._session.end("completed")
+            pl_module.log_dict(
+                totals, on_step=False, on_epoch=True, batch_size=1, add_dataloader_idx=False
+            )
+
+    def _end_predict(self, trainer) -> None:
+        """predict cannot log through pl_module.log: the totals go to the loggers directly."""
+        if self._session.stage == _PREDICT:
+            self._publish(trainer, self._session.end("completed"), save=True)
+
+    def _publish(self, trainer, values: Mapping[str, float], save: bool) -> None:
+        if not values or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            logger.log_metrics(dict(values), step=trainer.global_step)
+            if save:
+                logger.save()
