@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import shutil
 import subprocess
 import sys
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +269,21 @@ def test_describe_is_plain_facts():
     assert facts["location"] == "aws:eu-west-3"
     assert facts["provider"] == "aws" and facts["pue"] == pytest.approx(1.2)
     assert facts["live"] is None and facts["year"]
+
+
+def test_the_script_rebuilds_the_shipped_tables(tmp_path):
+    """The package data is exactly what scripts/build_tables.py makes of the reference data."""
+    repo = Path(__file__).resolve().parents[2]
+    reference = repo.parent / "shared" / "reference-data"
+    if not reference.is_dir():
+        pytest.skip("reference data not present beside the checkout")
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(repo / "scripts" / "build_tables.py", tmp_path / "scripts")
+    subprocess.run(
+        [sys.executable, str(tmp_path / "scripts" / "build_tables.py"), str(reference)],
+        check=True,
+        capture_output=True,
+    )
+    for name in ("grids.csv", "clouds.csv", "providers.csv", "hardware.csv"):
+        built = (tmp_path / "src" / "carbonlog" / "data" / name).read_text()
+        assert built == (repo / "src" / "carbonlog" / "data" / name).read_text(), name
