@@ -15,9 +15,8 @@ from collections.abc import Sequence
 
 from carbonlog._log import logger, warn_once
 from carbonlog.distributed import Ranks, ReduceFn
-from carbonlog.interval import Summary
 from carbonlog.metrics import DEFAULT_PREFIX
-from carbonlog.session import FIT, Session
+from carbonlog.session import FIT, Session, SessionOwner
 from carbonlog.tracker import check_state
 
 try:
@@ -42,7 +41,7 @@ _LOGGERS = (
 )
 
 
-class EmissionsCallback(keras.callbacks.Callback):
+class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     """Measures every epoch (its validation included) and adds the carbonlog schema to `logs`.
 
     Order matters: Keras hands one `logs` dict down the callback list, so only callbacks
@@ -100,19 +99,8 @@ class EmissionsCallback(keras.callbacks.Callback):
         )
         self.state_path = os.fspath(state_path) if state_path is not None else None
         self.totals: dict[str, dict[str, float]] = {}
-        self._fit_state: dict | None = None
         self._fitting = False
         self._fit_begun = False
-
-    @property
-    def session(self) -> Session:
-        """The framework-free part: the current tracker and the last summaries."""
-        return self._session
-
-    @property
-    def summary(self) -> Summary | None:
-        """The last fit's Summary (totals, intervals, hardware), once it has ended."""
-        return self._session.fit_summary
 
     # -- fit ---------------------------------------------------------------------------
 
@@ -129,7 +117,7 @@ class EmissionsCallback(keras.callbacks.Callback):
         values = self._session.epoch_end(logs)
         if logs is not None:
             logs.update(values)
-        self._keep_state(self._session.tracker)
+        self._write_sidecar(self._session.tracker)
         if self._session.should_stop:
             self.model.stop_training = True
 
@@ -139,7 +127,7 @@ class EmissionsCallback(keras.callbacks.Callback):
         if tracker is None:
             return
         self._report(FIT, self._session.end("completed"), logs)
-        self._keep_state(tracker)
+        self._write_sidecar(tracker)
 
     # -- evaluate and predict ----------------------------------------------------------
 
@@ -191,7 +179,7 @@ class EmissionsCallback(keras.callbacks.Callback):
 
     def _load_state(self, first_epoch: int) -> dict | None:
         """Totals of the fit's earlier part: this callback's last fit, else the sidecar."""
-        state, path = self._fit_state, self.state_path
+        state, path = self._session.state_dict() or None, self.state_path
         if state is None and path is not None and os.path.exists(path):
             try:
                 with open(path, encoding="utf-8") as file:
@@ -217,15 +205,14 @@ class EmissionsCallback(keras.callbacks.Callback):
             )
         return state
 
-    def _keep_state(self, tracker) -> None:
-        """Keep the fit's totals for a resume; global zero also writes them to the sidecar."""
+    def _write_sidecar(self, tracker) -> None:
+        """Global zero writes the fit's totals so far to `state_path`, for a resume."""
         if tracker is None:
             return
-        self._fit_state = tracker.state_dict()
         if self.state_path is None or not tracker.ranks.is_global_zero:
             return
         try:
-            _write_json_atomically(self.state_path, self._fit_state)
+            _write_json_atomically(self.state_path, tracker.state_dict())
         except OSError as exc:
             warn_once(
                 f"keras-state:{self.state_path}",

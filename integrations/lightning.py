@@ -19,8 +19,7 @@ from typing import Any
 
 from carbonlog import metrics
 from carbonlog.distributed import Ranks, ReduceFn
-from carbonlog.interval import Summary
-from carbonlog.session import FIT, Session
+from carbonlog.session import FIT, Session, SessionOwner
 
 _NAMESPACES = ("lightning", "pytorch_lightning")
 _INSTALL_HINT = (
@@ -86,7 +85,7 @@ def _scalars(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
     return found
 
 
-class EmissionsCallback(*_callback_bases()):
+class EmissionsCallback(SessionOwner, *_callback_bases()):
     """Logs each training epoch's energy (kWh) and CO2 (kg) through `pl_module.log`.
 
     The schema dict of `carbonlog.metrics` goes to every `trainer.loggers` and to
@@ -147,16 +146,6 @@ class EmissionsCallback(*_callback_bases()):
         self._batches = 0
         self._failed = False
         self._warned_no_logger = False
-
-    @property
-    def session(self) -> Session:
-        """The framework-free part: the current tracker and the last summary."""
-        return self._session
-
-    @property
-    def summary(self) -> Summary | None:
-        """The last fit's Summary (totals, intervals, hardware), once it has ended."""
-        return self._session.fit_summary
 
     # -- hooks -------------------------------------------------------------------------
 

@@ -45,9 +45,8 @@ from typing import Any
 from carbonlog import metrics
 from carbonlog._log import warn_once
 from carbonlog.distributed import Ranks, ReduceFn
-from carbonlog.interval import Summary
 from carbonlog.report.model_card import add_co2_to_model_card, co2_eq_emissions
-from carbonlog.session import FIT, Session
+from carbonlog.session import FIT, Session, SessionOwner
 
 _INSTALL_HINT = (
     "carbonlog's Transformers callback needs transformers and torch: "
@@ -194,7 +193,7 @@ def _framework_scalars(entries: list[dict], prefix: str) -> dict[str, float]:
     return found
 
 
-class EmissionsCallback(TrainerCallback):
+class EmissionsCallback(SessionOwner, TrainerCallback):
     """Measures a Trainer run and adds the carbonlog schema to its logs (see the module doc).
 
     Args:
@@ -254,19 +253,8 @@ class EmissionsCallback(TrainerCallback):
         self._piece_step: int | None = None
         self._emitting = False
         self._pretrained: bool | None = None
-        self._fit_summary: Summary | None = None
         self._co2: dict | None = None
         self._epoch_log_index = 0
-
-    @property
-    def session(self) -> Session:
-        """The framework-free part: the current tracker and the last summary."""
-        return self._session
-
-    @property
-    def summary(self) -> Summary | None:
-        """The last training run's Summary (totals, intervals, hardware), once it has ended."""
-        return self._fit_summary
 
     @property
     def co2_eq_emissions(self) -> dict | None:
@@ -292,7 +280,7 @@ class EmissionsCallback(TrainerCallback):
             detected=detect_model(model),
         )
         self._pretrained = tracker.run_info.get("pretrained")
-        self._pending, self._co2, self._fit_summary = {}, None, None
+        self._pending, self._co2 = {}, None
         self._piece_step = state.global_step
         self._epoch_log_index = len(state.log_history)
         self._save_state(state)
@@ -447,7 +435,7 @@ class EmissionsCallback(TrainerCallback):
         values = {**self._pending, **self._session.step()}
         self._pending = {}
         values.update(self._session.end("completed"))
-        summary = self._fit_summary = self._session.last_summary
+        summary = self._session.last_summary
         if summary is not None:
             self._co2 = co2_eq_emissions(summary, self._pretrained, processes=args.world_size)
         return values

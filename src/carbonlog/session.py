@@ -203,6 +203,22 @@ class Session:
             )
 
 
+class SessionOwner:
+    """What every adapter's callback exposes: its Session and the last fit's Summary."""
+
+    _session: Session
+
+    @property
+    def session(self) -> Session:
+        """The framework-free part: the current tracker and the last summaries."""
+        return self._session
+
+    @property
+    def summary(self) -> Summary | None:
+        """The last fit's Summary (totals, intervals, hardware), once it has ended."""
+        return self._session.fit_summary
+
+
 def cleaner_region_note(grid) -> str | None:
     """For a cloud region: the same provider's cleanest region and how many times less it emits."""
     from carbonlog.estimate import cleanest_region

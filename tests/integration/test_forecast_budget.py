@@ -1,6 +1,6 @@
 """Forecast and carbon budget in all three frameworks, on a steady workload.
 
-Each framework trains a tiny model whose every batch takes a fixed 40 ms (a sleeping hook)
+Each framework trains a tiny model whose every batch takes a fixed 80 ms (a sleeping hook)
 with constant wattage, so every epoch costs the same: the forecast after epoch 2 of 10 must
 land within 10 % of the final total; a budget with on_budget="stop" ends the fit early
 through the framework and the ledger says why; on_budget="warn" trains to the end.
@@ -18,7 +18,7 @@ from carbonlog.ledger import Ledger
 
 EPOCHS = 10
 BATCHES = 4
-BATCH_S = 0.04
+BATCH_S = 0.08
 WATTS = {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}
 EPOCH_KWH = sum(WATTS.values()) * BATCHES * BATCH_S / J_PER_KWH
 OPTIONS = {"intensity": 100.0, "power_w": WATTS, "verbose": False}
