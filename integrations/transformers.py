@@ -255,6 +255,7 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         self._pretrained: bool | None = None
         self._co2: dict | None = None
         self._epoch_log_index = 0
+        self._epoch_end_step: int | None = None
 
     @property
     def co2_eq_emissions(self) -> dict | None:
@@ -300,8 +301,16 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         self._save_state(state)
         self._emit(args, state, control)
         self._epoch_log_index = len(state.log_history)
+        self._epoch_end_step = state.global_step
         if self._session.should_stop:
             control.should_training_stop = True
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        """The evaluation the Trainer runs right after an epoch end belongs to that epoch's
+        record (the ledger's, for compare's energy-to-target), not to the next one's."""
+        if self._session.stage == FIT and metrics and state.global_step == self._epoch_end_step:
+            self._session.annotate_epoch(_framework_scalars([metrics], self._session.prefix))
+            self._epoch_log_index = len(state.log_history)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self._emitting or logs is None:

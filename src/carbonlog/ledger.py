@@ -506,6 +506,28 @@ class Ledger:
 
         self._write(insert)
 
+    def add_metrics(self, run_id: int, interval: Interval, metrics: Mapping[str, object]) -> None:
+        """Metrics the framework reports after it closed `interval` (an evaluation that follows
+        the epoch end), stored with that interval: its latest row of that index in the run."""
+        values = {
+            str(k): v for k, v in ((k, _number(v)) for k, v in metrics.items()) if v is not None
+        }
+
+        def insert(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT id FROM intervals WHERE run_id = ? AND idx = ? ORDER BY id DESC LIMIT 1",
+                (run_id, interval.index),
+            ).fetchone()
+            if row is None:
+                raise LedgerError(f"run {run_id} has no interval {interval.index}")
+            conn.executemany(
+                "INSERT OR REPLACE INTO interval_metrics (interval_id, key, value) "
+                "VALUES (?, ?, ?)",
+                [(row[0], key, value) for key, value in values.items()],
+            )
+
+        self._write(insert)
+
     def end_run(self, run_id: int, summary: Summary) -> None:
         """Close a run: its status, end time, duration and why it stopped.
 

@@ -121,6 +121,13 @@ class Session:
         saved_kg = savings.saved_vs_scratch_kg(self.reference, interval.co2_kg_total)
         return metrics.to_dict(interval, self.prefix, saved_vs_scratch_kg=saved_kg)
 
+    def annotate_epoch(self, framework_metrics: Mapping[str, float]) -> None:
+        """Metrics of the evaluation a framework runs after the epoch closed, for its record."""
+        tracker = self.tracker
+        epochs = [iv for iv in tracker.intervals if iv.label == EPOCH] if tracker else []
+        if epochs:
+            tracker.annotate(epochs[-1], framework_metrics)
+
     def step(self) -> dict[str, float]:
         """Energy since the last step log, for step-level logging, under `<prefix>step/`."""
         if self.tracker is None:

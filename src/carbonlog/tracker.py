@@ -171,6 +171,11 @@ class Tracker:
         self._record(interval, metrics)
         return interval
 
+    def annotate(self, interval: Interval, metrics: Mapping[str, float]) -> None:
+        """Add metrics the framework reported after `interval` closed (its evaluation)."""
+        if self.ledger is not None and metrics:
+            self._ledger_call("add_metrics", self.run_id, interval, dict(metrics))
+
     def stop(self, status: str = "completed", label: str = "end") -> Summary:
         """Close the last interval, stop the meters and return the run's Summary (idempotent)."""
         with self._lock:

@@ -107,6 +107,21 @@ def test_a_tracked_run_is_stored_with_its_intervals_metrics_and_facts(tmp_path):
     )
 
 
+def test_metrics_reported_after_an_epoch_closed_join_that_epoch(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    tracker = tracked(path, run_name="eval-after-epoch").start()
+    first = tracker.mark("epoch", {"loss": 0.5})
+    tracker.annotate(first, {"eval_accuracy": 0.9, "note": "not a number"})
+    tracker.mark("epoch", {"loss": 0.3})
+    tracker.stop()
+    with Ledger(path) as ledger:
+        run = ledger.run("eval-after-epoch")
+        with pytest.raises(LedgerError, match="no interval 7"):
+            ledger.add_metrics(run.id, interval(7, 1.0), {"x": 1.0})
+    assert run.intervals[0].metrics == {"loss": 0.5, "eval_accuracy": 0.9}
+    assert run.intervals[1].metrics == {"loss": 0.3}
+
+
 def test_the_file_and_its_wal_are_readable_by_their_user_only(tmp_path):
     path = tmp_path / "new" / "ledger.sqlite3"
     tracker = tracked(path).start()
