@@ -2,9 +2,10 @@
 
 Part 1 runs CUDA work in busy and idle windows of 0.5 to 30 s, marks a carbonlog interval per
 window, and prints each interval's GPU energy against the raw NVML counter deltas read by
-this script at the same edges. Part 2 trains a tiny model with each framework's callback on
-CUDA and compares per-epoch GPU energy with counter deltas read around each epoch, and the
-run's time with and without the callback.
+this script at the same edges. Part 2 trains a tiny model with each framework's callback
+(Lightning, Transformers, Keras with KERAS_BACKEND=torch) on CUDA and compares per-epoch GPU
+energy with counter deltas read at each epoch's start, and the fit's time with and without
+the callback.
 
 Run: python benchmarks/gpu_check.py [--quick] [--out FILE.json]. Never changes the card's
 settings (no clocks, no power limit).
@@ -16,6 +17,8 @@ import argparse
 import json
 import os
 import time
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 WINDOWS_S = [
     ("busy", 0.5),
@@ -77,12 +80,26 @@ def windows_check(handle, windows) -> list[dict]:
     return rows
 
 
-def lightning_check(handle, epochs: int) -> dict:
-    """Per-epoch GPU energy from the Lightning callback vs counter deltas at epoch edges."""
+class CounterEdges:
+    """NVML counter readings at each epoch's start, after a device synchronize."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.edges_mj: list[int] = []
+
+    def read(self) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        self.edges_mj.append(counter_mj(self.handle))
+
+    def deltas_j(self) -> list[float]:
+        return [(b - a) / 1000 for a, b in zip(self.edges_mj, self.edges_mj[1:], strict=False)]
+
+
+def fit_lightning(callbacks, edges, epochs: int) -> None:
     import lightning.pytorch as pl
     import torch
-
-    from carbonlog.integrations.lightning import EmissionsCallback
 
     class Heavy(pl.LightningModule):
         def __init__(self):
@@ -95,41 +112,107 @@ def lightning_check(handle, epochs: int) -> dict:
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=1e-3)
 
-    class CounterEdges(pl.Callback):
-        def __init__(self):
-            self.edges_mj = []
-
+    class Edges(pl.Callback):
         def on_train_epoch_start(self, trainer, module):
-            torch.cuda.synchronize()
-            self.edges_mj.append(counter_mj(handle))
+            edges.read()
 
-    data = torch.utils.data.TensorDataset(torch.randn(8192, 4096))
-    loader = torch.utils.data.DataLoader(data, batch_size=256)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(8192, 4096)), batch_size=256
+    )
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="gpu",
+        devices=1,
+        logger=False,
+        callbacks=[*callbacks, Edges()],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(Heavy(), loader)
 
-    def fit(callbacks):
-        trainer = pl.Trainer(
-            max_epochs=epochs,
-            accelerator="gpu",
-            devices=1,
-            logger=False,
-            callbacks=callbacks,
-            enable_progress_bar=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
+
+def fit_transformers(callbacks, edges, epochs: int) -> None:
+    import tempfile
+
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class Heavy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4096, 4096)
+
+        def forward(self, x, labels=None):
+            return {"loss": self.layer(x).pow(2).mean()}
+
+    class Edges(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            edges.read()
+
+    data = [{"x": torch.randn(4096)} for _ in range(4096)]
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=256,
+            report_to=[],
+            save_strategy="no",
+            logging_steps=8,
+            disable_tqdm=True,
         )
-        t0 = time.perf_counter()
-        trainer.fit(Heavy(), loader)
-        return time.perf_counter() - t0
+        Trainer(
+            model=Heavy(), args=args, train_dataset=data, callbacks=[*callbacks, Edges()]
+        ).train()
 
-    baseline_s = fit([])
-    edges, emissions = CounterEdges(), EmissionsCallback(intensity=100.0, ledger=False)
-    measured_s = fit([edges, emissions])
+
+def fit_keras(callbacks, edges, epochs: int) -> None:
+    import keras
+    import numpy as np
+
+    class Edges(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            edges.read()
+
+    model = keras.Sequential(
+        [keras.Input((4096,)), keras.layers.Dense(4096), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.rand(8192, 4096).astype("float32")
+    model.fit(
+        x,
+        np.zeros((8192, 1), "float32"),
+        batch_size=256,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[*callbacks, Edges()],
+    )
+
+
+FITS = {"lightning": fit_lightning, "transformers": fit_transformers, "keras": fit_keras}
+
+
+def framework_check(framework: str, handle, epochs: int) -> dict:
+    """Per-epoch GPU energy from the framework's callback against counter deltas between
+    epoch starts, and the fit's time with and without the callback."""
+    import importlib
+
+    callback_class = importlib.import_module(
+        f"carbonlog.integrations.{framework}"
+    ).EmissionsCallback
+    fit = FITS[framework]
+    t0 = time.perf_counter()
+    fit([], CounterEdges(handle), epochs)
+    baseline_s = time.perf_counter() - t0
+    edges, emissions = CounterEdges(handle), callback_class(intensity=100.0, ledger=False)
+    t0 = time.perf_counter()
+    fit([emissions], edges, epochs)
+    measured_s = time.perf_counter() - t0
     epochs_j = [iv.gpu_j for iv in emissions.summary.intervals if iv.label == "epoch"]
-    truth_j = [(b - a) / 1000 for a, b in zip(edges.edges_mj, edges.edges_mj[1:], strict=False)]
     return {
-        "framework": "lightning",
+        "framework": framework,
         "epochs_carbonlog_j": epochs_j,
-        "epochs_counter_j_between_epoch_starts": truth_j,
+        "epochs_counter_j_between_epoch_starts": edges.deltas_j(),
         "fit_s_without": baseline_s,
         "fit_s_with": measured_s,
         "overhead_ratio": measured_s / baseline_s,
@@ -161,8 +244,12 @@ def main() -> None:
     for row in results["windows"]:
         error = f"{row['error_pct']:.2f}" if row["error_pct"] is not None else "-"
         print(f"{row['window']:<14}{row['carbonlog_j']:>14.1f}{row['counter_j']:>12.1f}{error:>10}")
-    results["lightning"] = lightning_check(handle, args.epochs)
-    print(json.dumps(results["lightning"], indent=2))
+    for framework in FITS:
+        try:
+            results[framework] = framework_check(framework, handle, args.epochs)
+        except ImportError as exc:  # a framework not installed on this machine
+            results[framework] = {"skipped": str(exc)}
+        print(json.dumps({framework: results[framework]}, indent=2))
     with open(args.out, "w") as out:
         json.dump(results, out, indent=2)
 
