@@ -19,6 +19,8 @@ import statistics
 import tempfile
 import time
 
+from timing import quartiles, time_methods
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 BATCH = 64
@@ -37,32 +39,11 @@ def build(keras):
     return model
 
 
-def timed(callback_class):
-    """The callback, with the seconds spent in its fit hooks summed in `hook_s`."""
-
-    def timing(hook):
-        def wrapper(self, *args, **kwargs):
-            t0 = time.perf_counter()
-            hook(self, *args, **kwargs)
-            self.hook_s += time.perf_counter() - t0
-
-        return wrapper
-
-    hooks = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
-    namespace = {hook: timing(getattr(callback_class, hook)) for hook in hooks}
-    return type("Timed", (callback_class,), {"hook_s": 0.0, **namespace})
-
-
 def fit_seconds(keras, x, y, epochs: int, callbacks: list) -> float:
     model = build(keras)
     t0 = time.perf_counter()
     model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
     return time.perf_counter() - t0
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, median, q3
 
 
 def main() -> None:
@@ -80,7 +61,7 @@ def main() -> None:
     from carbonlog.integrations.keras import EmissionsCallback
 
     torch.set_num_threads(args.threads)
-    callback_class = timed(EmissionsCallback)
+    hooks = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
     hooks_ms: dict[str, list[float]] = {}
 
     rng = np.random.default_rng(0)
@@ -90,10 +71,10 @@ def main() -> None:
     variants = {
         "without": lambda: [],
         "callback, ledger off": lambda: [
-            callback_class(intensity=50.0, ledger=False, verbose=False)
+            EmissionsCallback(intensity=50.0, ledger=False, verbose=False)
         ],
         "callback, ledger on": lambda: [
-            callback_class(intensity=50.0, ledger=os.path.join(home, "ledger.db"), verbose=False)
+            EmissionsCallback(intensity=50.0, ledger=os.path.join(home, "ledger.db"), verbose=False)
         ],
     }
     for make in variants.values():  # warm-up: torch kernels, Keras tracing, carbonlog tables
@@ -103,9 +84,10 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, make in variants.items():
             callbacks = make()
+            spent = [time_methods(callback, hooks) for callback in callbacks]
             times[name].append(fit_seconds(keras, x, y, args.epochs, callbacks))
-            for callback in callbacks:
-                hooks_ms.setdefault(name, []).append(callback.hook_s / args.epochs * 1000)
+            for seconds in spent:
+                hooks_ms.setdefault(name, []).append(sum(seconds) / args.epochs * 1000)
 
     print(
         f"keras {keras.__version__} ({keras.backend.backend()} backend, CPU), "

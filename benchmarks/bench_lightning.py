@@ -17,13 +17,14 @@ Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import statistics
 import tempfile
 import time
 import warnings
+
+from timing import quartiles, time_methods
 
 BATCH = 64
 HOOKS = (
@@ -62,24 +63,6 @@ def build_module(torch, lightning):
 SESSION_CALLS = ("begin", "epoch_end", "step", "end")
 
 
-def timed(target, names) -> list[float]:
-    """Wrap these methods on the instance; the returned list collects the seconds they take."""
-    spent: list[float] = []
-    for name in names:
-        method = getattr(target, name)
-
-        @functools.wraps(method)
-        def wrapper(*args, _method=method, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return _method(*args, **kwargs)
-            finally:
-                spent.append(time.perf_counter() - t0)
-
-        setattr(target, name, wrapper)
-    return spent
-
-
 def fit_seconds(torch, lightning, data, epochs: int, root: str, callbacks: list) -> float:
     trainer = lightning.Trainer(
         max_epochs=epochs,
@@ -97,11 +80,6 @@ def fit_seconds(torch, lightning, data, epochs: int, root: str, callbacks: list)
     t0 = time.perf_counter()
     trainer.fit(model, data)
     return time.perf_counter() - t0
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, median, q3
 
 
 def main() -> None:
@@ -141,7 +119,7 @@ def main() -> None:
         callback = make()
         fit_seconds(torch, lightning, data, 2, root, [callback] if callback else [])
 
-    reading = timed(adapter, ["_scalars"])  # trainer.callback_metrics -> ledger metrics
+    reading = time_methods(adapter, ["_scalars"])  # trainer.callback_metrics -> ledger metrics
     times: dict[str, list[float]] = {name: [] for name in variants}
     hook_s: dict[str, list[float]] = {name: [] for name in variants}
     core_s: dict[str, list[float]] = {name: [] for name in variants}
@@ -149,8 +127,8 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, make in variants.items():
             callback = make()
-            hooks = timed(callback, HOOKS) if callback else []
-            core = timed(callback.session, SESSION_CALLS) if callback else []
+            hooks = time_methods(callback, HOOKS) if callback else []
+            core = time_methods(callback.session, SESSION_CALLS) if callback else []
             reading.clear()
             callbacks = [callback] if callback else []
             times[name].append(fit_seconds(torch, lightning, data, args.epochs, root, callbacks))

@@ -22,6 +22,8 @@ import statistics
 import tempfile
 import time
 
+from timing import quartiles, time_methods
+
 BATCH = 8
 SEQ_LEN = 16
 VOCAB = 128
@@ -76,27 +78,6 @@ def train_seconds(data, out: str, epochs: int, logging_steps: int, callbacks: li
 
 
 HOOKS = ("on_init_end", "on_train_begin", "on_step_end", "on_epoch_end", "on_log", "on_train_end")
-
-
-def timed_hooks(callback, spent: list[float]):
-    """The callback with each hook timed into `spent` (seconds), for its own cost alone."""
-    for name in HOOKS:
-        hook = getattr(callback, name)
-
-        def timed(*args, _hook=hook, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return _hook(*args, **kwargs)
-            finally:
-                spent.append(time.perf_counter() - t0)
-
-        setattr(callback, name, timed)
-    return callback
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, median, q3
 
 
 def main() -> None:
@@ -158,9 +139,9 @@ def main() -> None:
     print(f"  resolution (IQR of the baseline per epoch): {resolution_ms:.2f} ms")
     per_train_ms = []
     for _ in range(args.repeats):
-        spent: list[float] = []
         callback = EmissionsCallback(intensity=50.0, ledger=False, verbose=False)
-        train_seconds(data, home, args.epochs, args.logging_steps, [timed_hooks(callback, spent)])
+        spent = time_methods(callback, HOOKS)
+        train_seconds(data, home, args.epochs, args.logging_steps, [callback])
         per_train_ms.append(sum(spent) * 1000)
     inside_ms = statistics.median(per_train_ms)
     print(
