@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
+
+import carbonlog._log
 
 # Keras 3 picks its backend at first import; TensorFlow is not installed here.
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -18,3 +21,27 @@ def isolated_carbonlog_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CARBONLOG_HOME", str(tmp_path_factory.mktemp("carbonlog_home")))
     for name in CONFIG_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(carbonlog._log, "_said", set())  # say-once memory starts empty
+
+
+def _records(level: int):
+    """Records of the "carbonlog" logger at `level` and above, whatever its propagation."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level)
+    handler.emit = records.append
+    logger = logging.getLogger("carbonlog")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def carbon_log():
+    """Every message the "carbonlog" logger gives in this test."""
+    yield from _records(logging.DEBUG)
+
+
+@pytest.fixture
+def carbon_warnings():
+    """The "carbonlog" logger's warnings (and worse) in this test."""
+    yield from _records(logging.WARNING)

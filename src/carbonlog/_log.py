@@ -5,11 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 
+
+class _UnconfiguredHandler(logging.StreamHandler):
+    """Prints carbonlog's messages (to stderr) while the application has configured no
+    logging at all; once the root logger has a handler, messages go there alone."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
 logger = logging.getLogger("carbonlog")
 logger.setLevel(logging.INFO)
-if not logging.getLogger().hasHandlers():  # as Lightning does: visible without logging set-up
-    logger.addHandler(logging.StreamHandler())
-    logger.propagate = False
+logger.addHandler(_UnconfiguredHandler())
 
 _said: set[str] = set()
 _said_lock = threading.Lock()

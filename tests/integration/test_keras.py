@@ -55,18 +55,6 @@ def tiny_model():
     return model
 
 
-@pytest.fixture
-def carbon_log():
-    """Records the "carbonlog" logger's messages, whatever its propagation."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    log = logging.getLogger("carbonlog")
-    log.addHandler(handler)
-    yield records
-    log.removeHandler(handler)
-
-
 class LogsProbe(keras.callbacks.Callback):
     """Keeps copies of the logs that reach it, to see what callbacks after ours receive."""
 

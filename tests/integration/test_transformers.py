@@ -8,7 +8,6 @@ model card are read back from disk.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -59,18 +58,6 @@ class Recorder(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.logs.append({**logs, "step": state.global_step})
-
-
-@pytest.fixture
-def carbon_log():
-    """Records the "carbonlog" logger's messages, whatever its propagation."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    log = logging.getLogger("carbonlog")
-    log.addHandler(handler)
-    yield records
-    log.removeHandler(handler)
 
 
 def train(out, callback, model=None, resume=None, **args):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 
 import pytest
@@ -20,18 +19,6 @@ from carbonlog.meters.nvml import NvmlMeter
 from carbonlog.meters.rapl import RaplMeter
 from tests.fakes.pynvml_fake import FakeGpu, FakeNvml
 from tests.fakes.rapl_tree import FakeRaplTree
-
-
-@pytest.fixture
-def warnings_said():
-    """Messages logged at WARNING or above on the "carbonlog" logger."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = logging.getLogger("carbonlog")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def build(tmp_path, **options):
@@ -147,11 +134,11 @@ def test_rapl_without_dram_keeps_the_ram_model(tmp_path):
     ]
 
 
-def test_no_rapl_means_models_without_a_warning(tmp_path, warnings_said):
+def test_no_rapl_means_models_without_a_warning(tmp_path, carbon_warnings):
     meters = build(tmp_path)
     assert kinds(meters) == [("cpu", CpuModelMeter), ("ram", RamModelMeter)]
     assert all(m.estimated for m in meters)
-    assert warnings_said == []
+    assert carbon_warnings == []
 
 
 def test_cpu_model_is_used_even_where_rapl_is_readable(tmp_path):
@@ -163,7 +150,7 @@ def test_cpu_model_is_used_even_where_rapl_is_readable(tmp_path):
 
 
 def test_unreadable_rapl_falls_back_to_models_with_exactly_one_hint(
-    tmp_path, monkeypatch, warnings_said
+    tmp_path, monkeypatch, carbon_warnings
 ):
     tree = FakeRaplTree.intel(tmp_path / "powercap", sockets=2)
     for zone in ("intel-rapl:0", "intel-rapl:1", "intel-rapl:0:1", "intel-rapl:1:1"):
@@ -172,8 +159,8 @@ def test_unreadable_rapl_falls_back_to_models_with_exactly_one_hint(
     for _ in range(2):  # a second tracker in the same process says nothing new
         meters = build(tmp_path, powercap_root=tree.root)
         assert kinds(meters) == [("cpu", CpuModelMeter), ("ram", RamModelMeter)]
-    assert len(warnings_said) == 1
-    message = warnings_said[0].getMessage()
+    assert len(carbon_warnings) == 1
+    message = carbon_warnings[0].getMessage()
     assert "sudo chmod -R a+r /sys/class/powercap/intel-rapl" in message
     assert "udev" in message
 

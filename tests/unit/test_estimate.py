@@ -6,17 +6,9 @@ import math
 
 import pytest
 
-import carbonlog._log
 from carbonlog.estimate import BIBTEX, estimate
 from carbonlog.hardware import all_hardware, lookup
 from carbonlog.intensity import intensity
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ("CARBONLOG_LOCATION", "CARBONLOG_PUE", "CARBONLOG_INTENSITY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(carbonlog._log, "_said", set())
 
 
 def test_with_pue_1_it_is_tdp_x_hours_x_count_x_intensity():

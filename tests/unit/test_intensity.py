@@ -13,32 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import carbonlog._log
 from carbonlog.intensity import Grid, coverage, intensity, resolve_site
 from carbonlog.intensity.tables import tables
 
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ("CARBONLOG_LOCATION", "CARBONLOG_PUE", "CARBONLOG_INTENSITY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(carbonlog._log, "_said", set())
-
-
-@pytest.fixture
-def records():
-    seen: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            seen.append(record)
-
-    handler = Keep(level=logging.DEBUG)
-    logging.getLogger("carbonlog").addHandler(handler)
-    yield seen
-    logging.getLogger("carbonlog").removeHandler(handler)
 
 
 # Resolution ----------------------------------------------------------------------------
@@ -214,21 +192,21 @@ def test_bad_environment_values_name_the_variable(monkeypatch):
         resolve_site()
 
 
-def test_no_location_falls_back_to_the_world_average_with_one_warning(records):
+def test_no_location_falls_back_to_the_world_average_with_one_warning(carbon_log):
     first = resolve_site()
     second = resolve_site()
     assert first.grid.code == second.grid.code == "WORLD"
     assert first.grid.g_per_kwh == 475
-    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in carbon_log if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "CARBONLOG_LOCATION" in warnings[0] and "location=" in warnings[0]
 
 
-def test_explicit_location_or_intensity_does_not_warn(records):
+def test_explicit_location_or_intensity_does_not_warn(carbon_log):
     resolve_site("FR")
     site = resolve_site(intensity=250)
     assert site.grid.code == "USER" and site.current_g_per_kwh() == (250.0, "user")
-    assert not [r for r in records if r.levelno == logging.WARNING]
+    assert not [r for r in carbon_log if r.levelno == logging.WARNING]
 
 
 def test_explicit_intensity_wins_over_the_table_and_says_user():

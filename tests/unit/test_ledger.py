@@ -4,7 +4,6 @@ unwritable files, the schema migration, and the queries behind `carbonlog runs`.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sqlite3
@@ -25,19 +24,6 @@ from tests.unit.ledger_worker import WATTS, fake_tracker, interval, record_run
 
 WORKER = Path(__file__).with_name("ledger_worker.py")
 SRC = Path(carbonlog.__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def warnings_said(monkeypatch):
-    """Warnings logged on the "carbonlog" logger in this test, say-once memory cleared."""
-    monkeypatch.setattr(carbonlog._log, "_said", set())
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = logging.getLogger("carbonlog")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def tracked(path, **kwargs) -> Tracker:
@@ -350,19 +336,19 @@ def test_an_unusable_ledger_raises_on_open(tmp_path, make):
 
 
 @pytest.mark.parametrize("make", UNUSABLE, ids=lambda f: f.__name__.strip("_"))
-def test_an_unusable_ledger_never_stops_training_and_says_so_once(tmp_path, make, warnings_said):
+def test_an_unusable_ledger_never_stops_training_and_says_so_once(tmp_path, make, carbon_warnings):
     path = make(tmp_path)
     before = path.read_bytes() if path.is_file() else None
     for _ in range(2):
         tracker, summary = _train(path)
         _assert_trained_without_ledger(tracker, summary)
-    said = [r.getMessage() for r in warnings_said]
+    said = [r.getMessage() for r in carbon_warnings]
     assert len(said) == 1 and "ledger is unavailable" in said[0], said
     if before is not None:
         assert path.read_bytes() == before  # the user's file is left as it was
 
 
-def test_corrupt_pages_behind_a_valid_header_never_stop_training(tmp_path, warnings_said):
+def test_corrupt_pages_behind_a_valid_header_never_stop_training(tmp_path, carbon_warnings):
     path = tmp_path / "l.sqlite3"
     with Ledger(path) as ledger:
         record_run(ledger, "before", [1.0])
@@ -372,10 +358,10 @@ def test_corrupt_pages_behind_a_valid_header_never_stop_training(tmp_path, warni
     path.write_bytes(bytes(data))
     tracker, summary = _train(path)
     _assert_trained_without_ledger(tracker, summary)
-    assert len(warnings_said) == 1 and "ledger" in warnings_said[0].getMessage()
+    assert len(carbon_warnings) == 1 and "ledger" in carbon_warnings[0].getMessage()
 
 
-def test_writes_refused_mid_run_warn_once_and_keep_the_totals(tmp_path, warnings_said):
+def test_writes_refused_mid_run_warn_once_and_keep_the_totals(tmp_path, carbon_warnings):
     """SQLite refusing writes as it does for a read-only file ("attempt to write a readonly
     database"), here through query_only: tests run as root, where file modes do not bite."""
     tracker = tracked(tmp_path / "l.sqlite3").start()
@@ -385,7 +371,7 @@ def test_writes_refused_mid_run_warn_once_and_keep_the_totals(tmp_path, warnings
         tracker.mark("epoch")
     summary = tracker.stop()
     assert len(summary.intervals) == 5 and summary.energy_kwh > 0
-    said = [r.getMessage() for r in warnings_said]
+    said = [r.getMessage() for r in carbon_warnings]
     assert len(said) == 1 and "readonly" in said[0], said
 
 
@@ -393,7 +379,7 @@ def test_writes_refused_mid_run_warn_once_and_keep_the_totals(tmp_path, warnings
     os.name == "nt" or os.geteuid() == 0,
     reason="root ignores file modes: a read-only file cannot be simulated",
 )
-def test_a_read_only_file_never_stops_training(tmp_path, warnings_said):
+def test_a_read_only_file_never_stops_training(tmp_path, carbon_warnings):
     path = tmp_path / "l.sqlite3"
     Ledger(path).close()
     path.chmod(0o400)
@@ -403,7 +389,7 @@ def test_a_read_only_file_never_stops_training(tmp_path, warnings_said):
     finally:
         tmp_path.chmod(0o700)
     _assert_trained_without_ledger(tracker, summary)
-    assert len(warnings_said) == 1
+    assert len(carbon_warnings) == 1
 
 
 # -- the schema migration --------------------------------------------------------------------

@@ -101,22 +101,6 @@ def client(server, clock):
     )
 
 
-@pytest.fixture
-def records():
-    """Everything logged under "carbonlog", whatever the root logger's set-up."""
-    seen: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            seen.append(record)
-
-    handler = Keep(level=logging.DEBUG)
-    logger = logging.getLogger("carbonlog")
-    logger.addHandler(handler)
-    yield seen
-    logger.removeHandler(handler)
-
-
 def test_latest_asks_for_the_zone_with_the_token_in_the_header(server, client):
     value, source = client.latest("FR")
     assert value == 42.0
@@ -252,7 +236,7 @@ def test_cloud_region_asks_about_the_grid_it_sits_in(server, client):
     assert server.requests[0][0].endswith("zone=FR")
 
 
-def test_site_falls_back_to_the_table_and_says_so_once(server, client, clock, records):
+def test_site_falls_back_to_the_table_and_says_so_once(server, client, clock, carbon_log):
     server.answers = [(500, b"", 0), (401, b"", 0)]
     site = resolve_site("FR", live=client)
     table = site.grid.g_per_kwh
@@ -261,15 +245,15 @@ def test_site_falls_back_to_the_table_and_says_so_once(server, client, clock, re
         assert value == table
         assert source.endswith("(live unavailable)")
         clock.now_s += 40
-    warnings = [r for r in records if r.levelno == logging.WARNING]
+    warnings = [r for r in carbon_log if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "live carbon intensity unavailable" in warnings[0].getMessage()
-    assert all(TOKEN not in r.getMessage() for r in records)
+    assert all(TOKEN not in r.getMessage() for r in carbon_log)
     clock.now_s += 200
     assert site.current_g_per_kwh()[0] == 42.0  # recovered
 
 
-def test_site_survives_any_exception_from_a_custom_live_source(records):
+def test_site_survives_any_exception_from_a_custom_live_source(carbon_log):
     class Broken:
         def latest(self, zone):
             raise KeyError("boom")
