@@ -70,21 +70,6 @@ def _planned_epochs(
     return min(limits) if limits else None
 
 
-def _scalars(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
-    """The framework's scalar metrics (loss, accuracy) as floats for the ledger, ours left out."""
-    import torch
-
-    found = {}
-    for name, value in values.items():
-        if name.startswith(prefix):
-            continue
-        scalar_tensor = isinstance(value, torch.Tensor) and value.numel() == 1
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if scalar_tensor or number:
-            found[name] = float(value)
-    return found
-
-
 class EmissionsCallback(SessionOwner, *_callback_bases()):
     """Logs each training epoch's energy (kWh) and CO2 (kg) through `pl_module.log`.
 
@@ -293,7 +278,7 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         """Close the epoch's interval, log its dict, and stop the fit if over budget."""
         if self._session.stage != FIT:
             return
-        values = self._session.epoch_end(_scalars(trainer.callback_metrics, self._session.prefix))
+        values = self._session.epoch_end(trainer.callback_metrics)
         if values:
             pl_module.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
         if self._session.should_stop:

@@ -182,17 +182,6 @@ def _caller_handler_and_trainer(callback) -> tuple[Any, Any]:
     return handler, trainer
 
 
-def _framework_scalars(entries: list[dict], prefix: str) -> dict[str, float]:
-    """The Trainer's own numbers (loss, eval metrics) in log entries, for the ledger."""
-    found: dict[str, float] = {}
-    for entry in entries:
-        for name, value in entry.items():
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if number and prefix not in name:
-                found[name] = float(value)
-    return found
-
-
 class EmissionsCallback(SessionOwner, TrainerCallback):
     """Measures a Trainer run and adds the carbonlog schema to its logs (see the module doc).
 
@@ -294,10 +283,11 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         if self._session.stage != FIT:
             return
         self._take_piece(state)  # the mark must not swallow the energy since the last log
-        scalars = _framework_scalars(
-            state.log_history[self._epoch_log_index :], self._session.prefix
-        )
-        self._pending.update(self._session.epoch_end(scalars))
+        # the Trainer's logs of this epoch, later entries winning (the last loss)
+        logged = {
+            k: v for entry in state.log_history[self._epoch_log_index :] for k, v in entry.items()
+        }
+        self._pending.update(self._session.epoch_end(logged))
         self._save_state(state)
         self._emit(args, state, control)
         self._epoch_log_index = len(state.log_history)
@@ -309,7 +299,7 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         """The evaluation the Trainer runs right after an epoch end belongs to that epoch's
         record (the ledger's, for compare's energy-to-target), not to the next one's."""
         if self._session.stage == FIT and metrics and state.global_step == self._epoch_end_step:
-            self._session.annotate_epoch(_framework_scalars([metrics], self._session.prefix))
+            self._session.annotate_epoch(metrics)
             self._epoch_log_index = len(state.log_history)
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -110,23 +110,39 @@ class Session:
                     logger.info("carbonlog: %s", note)
         return tracker
 
-    def epoch_end(self, framework_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
-        """Close the epoch's interval; the schema dict to log (empty when not measuring)."""
+    def epoch_end(self, framework_metrics: Mapping[str, object] | None = None) -> dict[str, float]:
+        """Close the epoch's interval; the schema dict to log (empty when not measuring).
+
+        `framework_metrics` (loss, accuracy: the framework's logs as they are) go to the
+        ledger with the interval; see `scalars` for what is kept.
+        """
         if self.tracker is None:
             return {}
-        interval = self.tracker.mark(EPOCH, metrics=framework_metrics)
+        interval = self.tracker.mark(EPOCH, metrics=self.scalars(framework_metrics or {}))
         if self.verbose and self.tracker.ranks.is_global_zero:
             logger.info("carbonlog: %s", format_interval(interval))
         self._say_forecast_once()
         saved_kg = savings.saved_vs_scratch_kg(self.reference, interval.co2_kg_total)
         return metrics.to_dict(interval, self.prefix, saved_vs_scratch_kg=saved_kg)
 
-    def annotate_epoch(self, framework_metrics: Mapping[str, float]) -> None:
+    def annotate_epoch(self, framework_metrics: Mapping[str, object]) -> None:
         """Metrics of the evaluation a framework runs after the epoch closed, for its record."""
         tracker = self.tracker
         epochs = [iv for iv in tracker.intervals if iv.label == EPOCH] if tracker else []
         if epochs:
-            tracker.annotate(epochs[-1], framework_metrics)
+            tracker.annotate(epochs[-1], self.scalars(framework_metrics))
+
+    def scalars(self, values: Mapping[str, object]) -> dict[str, float]:
+        """The framework's own scalar metrics as floats: numbers and one-element tensors
+        (duck-typed, no framework import); carbonlog's keys (the prefix in the name) left out."""
+        found = {}
+        for name, value in values.items():
+            if self.prefix in name or isinstance(value, bool):
+                continue
+            numel = getattr(value, "numel", None)
+            if isinstance(value, int | float) or (callable(numel) and numel() == 1):
+                found[name] = float(value)
+        return found
 
     def step(self) -> dict[str, float]:
         """Energy since the last step log, for step-level logging, under `<prefix>step/`."""

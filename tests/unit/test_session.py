@@ -1,0 +1,89 @@
+"""Session: the framework-free part every adapter shares."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import carbonlog
+from carbonlog.session import Session, cleaner_region_note
+
+OPTIONS = {"intensity": 100.0, "power_w": {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}}
+
+
+class OneElement:
+    """A stand-in for a one-element tensor: numel() and float()."""
+
+    def __init__(self, value: float, size: int = 1):
+        self.value, self.size = value, size
+
+    def numel(self) -> int:
+        return self.size
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def test_scalars_keep_the_frameworks_numbers_and_leave_ours_out():
+    session = Session("test", **OPTIONS)
+    logged = {
+        "loss": 0.5,
+        "step": 3,
+        "val_acc": OneElement(0.9),
+        "embedding": OneElement(0.1, size=8),
+        "carbon/co2_kg": 1.0,
+        "eval_carbon/co2_kg": 1.0,
+        "flag": True,
+        "name": "bert",
+    }
+    assert session.scalars(logged) == {"loss": 0.5, "step": 3.0, "val_acc": 0.9}
+
+
+def test_options_the_adapter_sets_are_refused_and_bad_ones_fail_at_construction():
+    with pytest.raises(TypeError, match="reduce: set by the test callback"):
+        Session("test", reduce=lambda v: v, **OPTIONS)
+    with pytest.raises(ValueError):
+        Session("test", pue=0.5, **OPTIONS)
+    with pytest.raises(TypeError):
+        Session("test", prefix=3, **OPTIONS)
+
+
+def test_a_fit_ends_with_totals_and_keeps_its_state_for_a_checkpoint():
+    session = Session("test", verbose=False, ledger=False, **OPTIONS)
+    session.begin("fit", planned_epochs=2)
+    time.sleep(0.02)
+    epoch = session.epoch_end({"loss": 1.0})
+    totals = session.end()
+    assert set(totals) == {"carbon/energy_kwh_total", "carbon/co2_kg_total",
+                           "carbon/duration_s_total"}  # fmt: skip
+    assert totals["carbon/energy_kwh_total"] > epoch["carbon/energy_kwh_total"]
+    assert session.fit_summary is session.last_summary
+    assert session.state_dict()["epochs_done"] == 1
+
+    session.begin("test")
+    staged = session.end()
+    assert "carbon/test/duration_s" in staged and "carbon/test/energy_kwh" in staged
+    assert session.state_dict()["epochs_done"] == 1  # still the fit's
+
+
+def test_a_resumed_fit_continues_and_a_bad_state_fails_when_loaded():
+    first = Session("test", verbose=False, ledger=False, **OPTIONS)
+    first.begin("fit")
+    first.epoch_end()
+    first.end()
+    second = Session("test", verbose=False, ledger=False, **OPTIONS)
+    second.load_state_dict(first.state_dict())
+    second.begin("fit")
+    values = second.epoch_end()
+    second.end()
+    assert second.state_dict()["epochs_done"] == 2
+    assert values["carbon/energy_kwh_total"] > first.fit_summary.energy_kwh
+    with pytest.raises(ValueError, match="not a carbonlog tracker state"):
+        second.load_state_dict({"totals_j": {}})
+
+
+def test_cloud_runs_are_told_the_providers_cleanest_region():
+    note = cleaner_region_note(carbonlog.intensity("gcp:us-central1"))
+    assert note.startswith("GCP northamerica-northeast1") and "x less than" in note
+    assert cleaner_region_note(carbonlog.intensity("FR")) is None
