@@ -1,7 +1,8 @@
 """A 2-process DDP fit on gloo with constant wattage; each rank writes what it saw as JSON.
 
 Lightning's DDP launcher re-runs this file for rank 1, so it must be a script, not `-c`.
-Usage: python lightning_ddp_script.py OUT_DIR GPU_W CPU_W RAM_W
+Usage: python lightning_ddp_script.py OUT_DIR GPU_W CPU_W RAM_W [BUDGET_KWH]
+(with a budget: on_budget="stop" and the run ledger in $CARBONLOG_HOME)
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from carbonlog.integrations.lightning import EmissionsCallback
 EPOCHS = 3
 
 
-def main(out: Path, gpu_w: float, cpu_w: float, ram_w: float) -> None:
+def main(out: Path, gpu_w: float, cpu_w: float, ram_w: float, budget_kwh=None) -> None:
+    budget = {"budget_kwh": budget_kwh, "on_budget": "stop"} if budget_kwh else {"ledger": False}
     callback = EmissionsCallback(
         intensity=100.0,
         pue=1.5,
         power_w={"gpu": gpu_w, "cpu": cpu_w, "ram": ram_w},
-        ledger=False,
         verbose=False,
+        **budget,
     )
     trainer = Trainer(
         strategy="ddp",
@@ -55,10 +57,11 @@ def main(out: Path, gpu_w: float, cpu_w: float, ram_w: float) -> None:
         "ram_j": summary.ram_j,
         "energy_kwh": summary.energy_kwh,
         "epochs": sum(iv.label == "epoch" for iv in summary.intervals),
+        "run_id": summary.run_id,
         "log_dir": trainer.logger.log_dir,
     }
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), *(float(v) for v in sys.argv[2:5]))
+    main(Path(sys.argv[1]), *(float(v) for v in sys.argv[2:]))

@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from carbonlog.integrations.lightning import EmissionsCallback, _planned_epochs  # noqa: E402
 from carbonlog.interval import J_PER_KWH  # noqa: E402
+from carbonlog.ledger import Ledger  # noqa: E402
 from carbonlog.metrics import KEYS  # noqa: E402
 
 # Tests without a logger mean it; the warning itself is tested below.
@@ -479,9 +480,8 @@ def test_an_exception_closes_the_interval_and_keeps_what_was_measured(tmp_path):
 # -- distributed --------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_ddp_sums_gpus_over_ranks_and_counts_the_host_once(tmp_path):
-    gpu_w, cpu_w, ram_w = 100.0, 10.0, 1.0
+def run_ddp(tmp_path, *args: float) -> list[dict]:
+    """The DDP script on 2 gloo processes; what each rank saw."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -493,15 +493,29 @@ def test_ddp_sums_gpus_over_ranks_and_counts_the_host_once(tmp_path):
     }
     script = Path(__file__).with_name("lightning_ddp_script.py")
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), str(gpu_w), str(cpu_w), str(ram_w)],
+        [sys.executable, str(script), str(tmp_path), *(str(a) for a in args)],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+@pytest.mark.slow
+def test_ddp_ranks_take_the_same_budget_decision(tmp_path):
+    ranks = run_ddp(tmp_path, 100.0, 10.0, 1.0, 1e-12)  # any epoch crosses this budget
+    assert [rank["epochs"] for rank in ranks] == [1, 1]  # both stopped after epoch 1 of 3
+    with Ledger(str(tmp_path / "home" / "ledger.sqlite3")) as ledger:
+        runs = ledger.runs()
+    assert [(run.id, run.status) for run in runs] == [(ranks[0]["run_id"], "budget")]
+
+
+@pytest.mark.slow
+def test_ddp_sums_gpus_over_ranks_and_counts_the_host_once(tmp_path):
+    gpu_w, cpu_w, ram_w = 100.0, 10.0, 1.0
+    ranks = run_ddp(tmp_path, gpu_w, cpu_w, ram_w)
     zero = ranks[0]
     # Every rank logs the same summed energy (so every rank takes the same decisions);
     # durations, and so mean power, are each process's own clock.
