@@ -124,6 +124,40 @@ CREATE TABLE intervals (
 """
 
 
+ABANDONED = "its process ended without closing the run (killed, or crashed hard)"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this host (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _close_abandoned(conn: sqlite3.Connection, host: str) -> None:
+    """Runs of this host still "running" whose process is gone become "interrupted".
+
+    A kill -9 leaves no chance to close a run; the next run on the same host closes it, so
+    the cost of experimenting counts it as interrupted. (A reused process id keeps such a
+    run open a while longer: it is left alone, never closed wrongly.)
+    """
+    stale = [
+        run_id
+        for run_id, pid in conn.execute(
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)
+        )
+        if pid is not None and pid != os.getpid() and not _process_alive(pid)
+    ]
+    conn.executemany(
+        "UPDATE runs SET status = 'interrupted', stop_reason = ? WHERE id = ?",
+        [(ABANDONED, run_id) for run_id in stale],
+    )
+
+
 class LedgerError(RuntimeError):
     """The ledger cannot be opened or used; the tracker goes on without it."""
 
@@ -443,6 +477,7 @@ class Ledger:
         tags = _tags(tracker.tags)
 
         def insert(conn: sqlite3.Connection) -> int:
+            _close_abandoned(conn, row["host"])
             columns = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             run_id = conn.execute(
@@ -461,9 +496,9 @@ class Ledger:
 
         def reopen(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE runs SET status = 'running', ended_at = NULL, stop_reason = NULL "
-                "WHERE id = ?",
-                (run_id,),
+                "UPDATE runs SET status = 'running', ended_at = NULL, stop_reason = NULL, "
+                "host = ?, pid = ? WHERE id = ?",
+                (socket.gethostname(), os.getpid(), run_id),
             )
             return cursor.rowcount == 1
 

@@ -271,6 +271,12 @@ def test_kill_9_keeps_every_completed_epoch(tmp_path):
     assert totals[0].key == "concurrency" and totals[0].statuses == {"running": 1}
     assert totals[0].co2_kg == pytest.approx(sum(i.co2_kg for i in run.intervals))
 
+    _train(path)  # the next run on this host closes the abandoned one
+    with Ledger(path) as ledger:
+        closed = ledger.run(run.id)
+    assert closed.status == "interrupted" and "killed" in closed.stop_reason
+    assert len(closed.intervals) == 3
+
 
 # -- files that cannot be used never stop training ---------------------------------------------
 
