@@ -295,9 +295,13 @@ class Tracker:
             )
 
     def _degrade(self, slot: _Slot, exc: Exception) -> None:
-        """Swap a failed meter for its estimate; said once per component."""
+        """Swap a failed meter for its estimate (and release it); said once per component."""
         failed = slot.meter
         slot.meter = failed.fallback()
+        try:
+            failed.close()
+        except Exception as close_exc:
+            logger.debug("closing the failed %s meter: %s", failed.component, close_exc)
         warn_once(
             f"degrade:{failed.component}",
             f"carbonlog: the {failed.component} meter failed ({exc}); "
