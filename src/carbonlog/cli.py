@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from carbonlog import __version__
-from carbonlog.interval import J_PER_KWH
 from carbonlog.text import format_co2
+from carbonlog.units import J_PER_KWH
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

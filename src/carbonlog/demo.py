@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 
-from carbonlog.interval import J_PER_KWH, Summary
+from carbonlog.interval import Summary
 from carbonlog.text import format_summary
+from carbonlog.units import J_PER_KWH
 
 SAMPLES = 16384
 FEATURES = 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-J_PER_KWH = 3.6e6
+from carbonlog import units
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,11 @@ class Interval:
     @property
     def energy_kwh(self) -> float:
         """Facility energy: device energy x PUE."""
-        return self.device_j * self.pue / J_PER_KWH
+        return units.facility_kwh(self.device_j, self.pue)
 
     @property
     def co2_kg(self) -> float:
-        return self.energy_kwh * self.intensity_g_per_kwh / 1000.0
+        return units.co2_kg(self.energy_kwh, self.intensity_g_per_kwh)
 
     @property
     def power_w(self) -> float:

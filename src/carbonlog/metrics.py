@@ -2,12 +2,16 @@
 
 Component figures (`gpu_kwh`, `cpu_kwh`, `ram_kwh`) are measured at the device;
 `energy_kwh` is their sum x PUE (the facility's energy); `co2_kg` = `energy_kwh` x
-intensity / 1000. `*_total` are the run's running totals.
+intensity / 1000. `*_total` are the run's running totals. Every published dict is built
+here: per interval, a run's totals, a stage's own keys, and keys re-prefixed for a framework.
 """
 
 from __future__ import annotations
 
-from carbonlog.interval import J_PER_KWH, Interval
+from collections.abc import Mapping
+
+from carbonlog.interval import Interval, Summary
+from carbonlog.units import kwh_from_j
 
 DEFAULT_PREFIX = "carbon/"
 
@@ -24,11 +28,30 @@ KEYS = (
     "duration_s",
 )
 OPTIONAL_KEYS = ("co2_saved_vs_scratch_kg", "forecast_co2_kg", "forecast_energy_kwh")
+FIT_TOTAL_KEYS = ("energy_kwh_total", "co2_kg_total", "duration_s_total")
+"""A fit's totals at its end; not `duration_s`, which is each epoch's own length."""
+STAGE_TOTAL_KEYS = (
+    "energy_kwh_total",
+    "co2_kg_total",
+    "duration_s",
+    "energy_kwh",
+    "co2_kg",
+    "intensity_g_per_kwh",
+)
+"""A standalone validate/test/predict run's figures, under `<prefix><stage>/`."""
 
 
 def metric_key(name: str, prefix: str = DEFAULT_PREFIX, stage: str | None = None) -> str:
     """`carbon/co2_kg`, or `carbon/test/co2_kg` for a stage's own keys (inference)."""
     return f"{prefix}{stage}/{name}" if stage else f"{prefix}{name}"
+
+
+def _keyed(values: Mapping[str, float | None], prefix: str, stage: str | None) -> dict[str, float]:
+    return {
+        metric_key(name, prefix, stage): float(value)
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 def to_dict(
@@ -43,9 +66,9 @@ def to_dict(
         "co2_kg": interval.co2_kg,
         "energy_kwh_total": interval.energy_kwh_total,
         "co2_kg_total": interval.co2_kg_total,
-        "gpu_kwh": interval.gpu_j / J_PER_KWH,
-        "cpu_kwh": interval.cpu_j / J_PER_KWH,
-        "ram_kwh": interval.ram_j / J_PER_KWH,
+        "gpu_kwh": kwh_from_j(interval.gpu_j),
+        "cpu_kwh": kwh_from_j(interval.cpu_j),
+        "ram_kwh": kwh_from_j(interval.ram_j),
         "power_w": interval.power_w,
         "intensity_g_per_kwh": interval.intensity_g_per_kwh,
         "duration_s": interval.duration_s,
@@ -53,8 +76,37 @@ def to_dict(
         "forecast_co2_kg": interval.forecast_co2_kg,
         "forecast_energy_kwh": interval.forecast_energy_kwh,
     }
-    return {
-        metric_key(name, prefix, stage): float(value)
-        for name, value in values.items()
-        if value is not None
+    return _keyed(values, prefix, stage)
+
+
+def totals_dict(
+    summary: Summary,
+    prefix: str = DEFAULT_PREFIX,
+    stage: str | None = None,
+    saved_vs_scratch_kg: float | None = None,
+) -> dict[str, float]:
+    """A run's figures at its end: a fit's totals (stage None), or a stage's own keys.
+
+    Empty when the run closed no interval.
+    """
+    if not summary.intervals:
+        return {}
+    values: dict[str, float | None] = {
+        "energy_kwh_total": summary.energy_kwh,
+        "co2_kg_total": summary.co2_kg,
     }
+    if stage is None:
+        values["duration_s_total"] = summary.duration_s
+        values["co2_saved_vs_scratch_kg"] = saved_vs_scratch_kg
+    else:
+        values["duration_s"] = summary.duration_s
+        values["energy_kwh"] = summary.energy_kwh
+        values["co2_kg"] = summary.co2_kg
+        values["intensity_g_per_kwh"] = summary.intervals[-1].intensity_g_per_kwh
+    return _keyed(values, prefix, stage)
+
+
+def renamed(values: Mapping[str, float], old: str, new: str) -> dict[str, float]:
+    """The keys that start with `old`, re-prefixed with `new`: `carbon/step/energy_kwh` ->
+    `eval_carbon/energy_kwh` for the Trainer's `eval_`/`test_` metric prefixes."""
+    return {new + key[len(old) :]: value for key, value in values.items() if key.startswith(old)}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from carbonlog.interval import J_PER_KWH, Interval, Summary
+from carbonlog.interval import Interval, Summary
+from carbonlog.units import J_PER_KWH
 
 
 def format_co2(kg: float) -> str:

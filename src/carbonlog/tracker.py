@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from carbonlog._log import logger, warn_once
 from carbonlog.distributed import Ranks, ReduceFn, no_reduce
 from carbonlog.forecast import forecast_total
-from carbonlog.interval import J_PER_KWH, Interval, Summary
+from carbonlog.interval import Interval, Summary
 from carbonlog.meters import COMPONENTS, Meter
+from carbonlog.units import J_PER_KWH
 
 BUDGET_ACTIONS = ("warn", "stop")
 BUDGET_CHECKS = ("total", "forecast")

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from carbonlog.interval import J_PER_KWH
 from carbonlog.ledger import Ledger
+from carbonlog.units import J_PER_KWH
 
 EPOCHS = 10
 BATCHES = 4

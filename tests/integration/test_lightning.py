@@ -31,6 +31,7 @@ from carbonlog.integrations.lightning import EmissionsCallback, _planned_epochs 
 from carbonlog.interval import J_PER_KWH  # noqa: E402
 from carbonlog.ledger import Ledger  # noqa: E402
 from carbonlog.metrics import KEYS  # noqa: E402
+from carbonlog.units import J_PER_KWH
 
 # Tests without a logger mean it; the warning itself is tested below.
 pytestmark = pytest.mark.filterwarnings("ignore:carbonlog. the Trainer has no logger")

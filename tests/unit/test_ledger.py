@@ -17,9 +17,9 @@ import pytest
 
 import carbonlog
 import carbonlog._log
-from carbonlog.interval import J_PER_KWH
 from carbonlog.ledger import SCHEMA_V1, SCHEMA_VERSION, Ledger, LedgerError, default_path
 from carbonlog.tracker import Tracker
+from carbonlog.units import J_PER_KWH
 from tests.unit.ledger_worker import WATTS, fake_tracker, interval, record_run
 
 WORKER = Path(__file__).with_name("ledger_worker.py")

@@ -15,9 +15,9 @@ import carbonlog
 import carbonlog.meters
 from carbonlog import metrics
 from carbonlog.distributed import Ranks
-from carbonlog.interval import J_PER_KWH
 from carbonlog.meters import ConstantPowerMeter
 from carbonlog.tracker import Tracker
+from carbonlog.units import J_PER_KWH
 
 WATTS = {"gpu": 200.0, "cpu": 20.0, "ram": 2.0}
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from carbonlog import __version__
 from carbonlog.equivalents import EQUIVALENTS
-from carbonlog.interval import J_PER_KWH
 from carbonlog.report.plots import interval_labels
 from carbonlog.text import format_co2
+from carbonlog.units import J_PER_KWH
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;

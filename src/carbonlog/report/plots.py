@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from carbonlog.interval import J_PER_KWH
+from carbonlog.units import J_PER_KWH
 
 COLORS = {"gpu": "#2a9d8f", "cpu": "#e9c46a", "ram": "#8d99ae"}
 RUN_COLORS = ("#264653", "#e76f51", "#6a4c93", "#1982c4")
