@@ -44,7 +44,7 @@ def main() -> None:
     print(f"import carbonlog: {import_ms:.1f} ms (median of 7 fresh interpreters)")
     print(f"  third-party/stdlib modules it loads ({len(modules)}): {', '.join(modules)}")
 
-    from carbonlog.tracker import Tracker
+    from carbonlog.tracking import Tracker
 
     rss_before = rss_mib()
     lifecycle_ms = []

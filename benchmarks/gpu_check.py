@@ -54,7 +54,7 @@ def windows_check(handle, windows) -> list[dict]:
     """carbonlog interval vs raw counter delta, window by window."""
     import torch
 
-    from carbonlog.tracker import Tracker
+    from carbonlog.tracking import Tracker
 
     tracker = Tracker(intensity=100.0, gpus=[0], cpu=None, ram=False, ledger=False).start()
     rows = []

@@ -17,7 +17,7 @@ from carbonlog._log import logger, warn_once
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.metrics import DEFAULT_PREFIX
 from carbonlog.session import FIT, Session, SessionOwner
-from carbonlog.tracker import check_state
+from carbonlog.tracking import check_state
 
 try:
     import keras

@@ -7,7 +7,7 @@ from carbonlog.compare import compare
 from carbonlog.estimate import estimate
 from carbonlog.intensity import intensity
 from carbonlog.interval import Interval, Summary
-from carbonlog.tracker import Tracker, track
+from carbonlog.tracking import Tracker, track
 
 __version__ = "0.1.0"
 

@@ -80,7 +80,7 @@ def run_plain(epochs: int, tracker_options: dict) -> Summary:
     """A plain PyTorch loop with a Tracker: one mark() per epoch."""
     import torch
 
-    from carbonlog.tracker import Tracker
+    from carbonlog.tracking import Tracker
 
     loader = torch.utils.data.DataLoader(_dataset(), batch_size=BATCH, shuffle=True)
     model = _network()

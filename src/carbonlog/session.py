@@ -15,7 +15,7 @@ from carbonlog._log import logger
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.interval import Summary
 from carbonlog.text import format_co2, format_interval, format_summary
-from carbonlog.tracker import EPOCH, Tracker, check_state
+from carbonlog.tracking import EPOCH, Tracker, check_state
 
 FIT = "fit"
 RESERVED = ("ranks", "reduce", "sync", "planned_epochs", "run_info")

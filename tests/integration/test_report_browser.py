@@ -18,7 +18,7 @@ from carbonlog.compare import compare
 from carbonlog.ledger import Ledger
 from carbonlog.report import write_report
 from carbonlog.report.plots import COLORS
-from carbonlog.tracker import Tracker
+from carbonlog.tracking import Tracker
 
 pytest.importorskip("matplotlib", reason='plots need matplotlib: pip install "carbonlog[report]"')
 

@@ -14,7 +14,7 @@ import time
 from types import SimpleNamespace
 
 from carbonlog.interval import Interval
-from carbonlog.tracker import Tracker
+from carbonlog.tracking import Tracker
 
 WATTS = {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}
 SITE = {"location": "FR", "g_per_kwh": 100.0, "pue": 1.5, "source": "test"}

@@ -15,7 +15,7 @@ import pytest
 
 import carbonlog
 from carbonlog.interval import Summary
-from carbonlog.tracker import Tracker
+from carbonlog.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[2]
 needs_matplotlib = pytest.mark.skipif(

@@ -18,7 +18,7 @@ import pytest
 import carbonlog
 import carbonlog._log
 from carbonlog.ledger import SCHEMA_V1, SCHEMA_VERSION, Ledger, LedgerError, default_path
-from carbonlog.tracker import Tracker
+from carbonlog.tracking import Tracker
 from carbonlog.units import J_PER_KWH
 from tests.unit.ledger_worker import WATTS, fake_tracker, interval, record_run
 

@@ -9,7 +9,7 @@ import pytest
 
 from carbonlog.estimate import estimate
 from carbonlog.intensity import resolve_site
-from carbonlog.tracker import Tracker
+from carbonlog.tracking import Tracker
 
 
 class NetworkUsed(AssertionError):

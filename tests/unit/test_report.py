@@ -19,7 +19,7 @@ from carbonlog.estimate import estimate
 from carbonlog.ledger import Ledger
 from carbonlog.report import html, plots, statement, write_report
 from carbonlog.report.statement import hardware_phrase, measured_with
-from carbonlog.tracker import Tracker
+from carbonlog.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[2]
 needs_matplotlib = pytest.mark.skipif(

@@ -16,7 +16,7 @@ import carbonlog.meters
 from carbonlog import metrics
 from carbonlog.distributed import Ranks
 from carbonlog.meters import ConstantPowerMeter
-from carbonlog.tracker import Tracker
+from carbonlog.tracking import Tracker
 from carbonlog.units import J_PER_KWH
 
 WATTS = {"gpu": 200.0, "cpu": 20.0, "ram": 2.0}
