@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import logging
 import os
 import re
 import statistics
@@ -21,13 +20,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from carbonlog.text import format_co2
+from carbonlog import units
+from carbonlog._log import logger
+from carbonlog.report.text import KG_PER_TONNE, format_co2
 
-logger = logging.getLogger("carbonlog")
-
-KINDS = ("ledger", "model_card", "published")
 SCRATCH_STAGES = ("fit", None)
-_UNITS_KG = {"g": 1e-3, "kg": 1.0, "t": 1e3, "ton": 1e3, "tons": 1e3, "tonnes": 1e3}
+_UNITS_KG = {
+    "g": 1 / units.G_PER_KG,
+    "kg": 1.0,
+    "t": KG_PER_TONNE,
+    "ton": KG_PER_TONNE,
+    "tons": KG_PER_TONNE,
+    "tonnes": KG_PER_TONNE,
+}
 _MASS = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-z]*)", re.IGNORECASE)
 _CLASS_SUFFIXES = ("for", "model", "lm", "encoder", "decoder", "pretrained", "pre")
 
@@ -35,7 +40,8 @@ _CLASS_SUFFIXES = ("for", "model", "lm", "encoder", "decoder", "pretrained", "pr
 @dataclass(frozen=True)
 class Reference:
     """What training from scratch cost: `kg` CO2 (and `kwh` where known), and where it comes
-    from (`kind` one of KINDS; `description` says which run, card or paper)."""
+    from (`kind`: "ledger", "model_card", "published", or "shared" from global rank zero;
+    `description` says which run, card or paper)."""
 
     kg: float
     kwh: float | None
@@ -277,7 +283,7 @@ def _kg(value) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) / 1000.0
+        return float(value) / units.G_PER_KG
     match = _MASS.match(str(value))
     if not match:
         return None
@@ -340,27 +346,28 @@ def find_reference(
     )
 
 
-def reference_for(tracker, reduce=None) -> Reference | None:
-    """The reference of a tracker's fine-tuning run (None for scratch or unknown runs).
-
-    Global rank zero looks it up; with `reduce` (the framework's sum over ranks, called on
-    every rank) the figures reach every rank, so all ranks log the same keys. Never raises.
-    """
-    info = tracker.run_info
-    if info.get("pretrained") is not True:
+def reference_for(
+    ledger, base_model: str | None, task: str | None, *, exclude_run_id: int | None = None
+) -> Reference | None:
+    """The reference of a fine-tuning run, as global rank zero looks it up in `ledger` (a
+    reader with `Ledger.runs`, or None), the card and the table; `exclude_run_id` is the run
+    itself. Never raises: a failed lookup is no reference."""
+    try:
+        return find_reference(
+            base_model=base_model, task=task, ledger=ledger, exclude_run_id=exclude_run_id
+        )
+    except Exception as exc:  # the tracker never breaks training
+        logger.debug("carbonlog: looking up the from-scratch reference failed: %s", exc)
         return None
-    found = None
-    if tracker.ranks.is_global_zero:
-        try:
-            found = find_reference(
-                base_model=info.get("base_model") or info.get("model"),
-                task=info.get("task"),
-                ledger=tracker.ledger,
-                exclude_run_id=tracker.run_id,
-            )
-        except Exception as exc:  # the tracker never breaks training
-            logger.debug("carbonlog: looking up the from-scratch reference failed: %s", exc)
-    if reduce is None or tracker.ranks.world_size <= 1:
+
+
+def share_reference(found: Reference | None, reduce, world_size: int) -> Reference | None:
+    """Rank zero's reference on every rank, so all ranks log the same keys.
+
+    Called on every rank, with `found` from rank zero and None elsewhere; `reduce` is the
+    framework's sum over ranks. Without it, or alone, `found` itself. Never raises.
+    """
+    if reduce is None or world_size <= 1:
         return found
     mine = [found.kg, found.kwh or 0.0, float(found.kwh is not None), 1.0] if found else [0.0] * 4
     try:

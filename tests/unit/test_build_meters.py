@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
+from carbonlog.errors import ConfigurationError
 from carbonlog.meters import (
     ConstantPowerMeter,
     Meter,
-    MeterError,
     build_meters,
     check_meter_options,
     rapl,
@@ -166,18 +167,18 @@ def test_unreadable_rapl_falls_back_to_models_with_exactly_one_hint(
 
 
 def test_cpu_rapl_insists(tmp_path, monkeypatch):
-    with pytest.raises(MeterError, match="no RAPL package counter"):
+    with pytest.raises(ConfigurationError, match="no RAPL package counter"):
         build(tmp_path, cpu="rapl")
     tree = FakeRaplTree.intel(tmp_path / "powercap", sockets=1)
     tree.deny("intel-rapl:0")
     monkeypatch.setattr(rapl, "_read_text", tree.read_text)
-    with pytest.raises(MeterError, match="chmod -R a\\+r"):
+    with pytest.raises(ConfigurationError, match="chmod -R a\\+r"):
         build(tmp_path, cpu="rapl", powercap_root=tree.root)
 
 
 def test_a_failed_build_closes_what_it_opened(tmp_path):
     nvml = FakeNvml([FakeGpu()])
-    with pytest.raises(MeterError):
+    with pytest.raises(ConfigurationError):
         build(tmp_path, gpus="auto", nvml=nvml, cpu="rapl")
     assert nvml.init_calls == nvml.shutdown_calls == 1
 
@@ -187,3 +188,44 @@ def test_order_is_gpu_cpu_ram(tmp_path):
     assert [m.component for m in meters] == ["gpu", "cpu", "ram"]
     assert all(isinstance(m, Meter) for m in meters)
     close(meters)
+
+
+def test_a_gpu_index_this_process_cannot_see_fails_at_start_not_silently(tmp_path, monkeypatch):
+    from carbonlog.tracking import Tracker
+
+    nvml = FakeNvml([FakeGpu()])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    with pytest.raises(ConfigurationError, match="sees 1 CUDA device"):
+        build(tmp_path, gpus=[3], nvml=nvml)
+    assert nvml.init_calls == nvml.shutdown_calls == 1
+    tracker = Tracker(intensity=100.0, gpus=[3], cpu=None, ram=False, ledger=False)
+    with pytest.raises(ConfigurationError, match="gpus=\\[3\\]"):
+        tracker.start()
+
+
+def test_cpu_rapl_without_rapl_fails_at_start(tmp_path, monkeypatch):
+    from carbonlog.meters import build_meters as real_build
+    from carbonlog.tracking import Tracker
+
+    monkeypatch.setattr(
+        "carbonlog.meters.build_meters",
+        lambda **kw: real_build(**kw, powercap_root=tmp_path / "none", hwmon_root=tmp_path / "h"),
+    )
+    with pytest.raises(ConfigurationError, match='cpu="rapl"'):
+        Tracker(intensity=100.0, gpus=None, cpu="rapl", ledger=False).start()
+
+
+def test_a_component_whose_hardware_fails_to_open_is_the_only_one_lost(
+    tmp_path, monkeypatch, carbon_warnings
+):
+    def broken(*_, **__):
+        raise OSError("/proc/cpuinfo: input/output error")
+
+    monkeypatch.setattr(CpuModelMeter, "for_host", broken)
+    meters = build(tmp_path, gpus="auto", nvml=FakeNvml([FakeGpu()]))
+    assert [m.component for m in meters] == ["gpu", "ram"]
+    close(meters)
+    assert [w.getMessage() for w in carbon_warnings] == [
+        "carbonlog: the cpu meter could not be opened (/proc/cpuinfo: input/output error); "
+        "cpu energy is not measured in this run"
+    ]

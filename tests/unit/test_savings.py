@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 
 from carbonlog import savings
-from carbonlog.distributed import Ranks
 from carbonlog.ledger import Ledger
 from carbonlog.savings import Reference
 from tests.unit.ledger_worker import record_run
@@ -68,19 +67,14 @@ def test_a_scratch_run_of_the_same_task_is_the_first_reference(ledger):
     assert savings.ledger_reference(ledger, None) is None
 
 
-def test_reference_for_a_tracker_excludes_its_own_run_and_skips_scratch_runs(ledger):
+def test_reference_for_excludes_the_run_itself_and_never_raises(ledger):
     scratch = record_run(ledger, "scratch", [J_FOR_1_KG * 2], task="sst2", pretrained=False)
-    tracker = SimpleNamespace(
-        ranks=Ranks(),
-        ledger=ledger,
-        run_id=99,
-        run_info={"pretrained": True, "task": "sst2", "base_model": "no/such-model"},
-    )
-    assert savings.reference_for(tracker).description == f"run {scratch}, same task"
-    tracker.run_info["pretrained"] = None
-    assert savings.reference_for(tracker) is None
-    tracker.run_info["pretrained"] = False
-    assert savings.reference_for(tracker) is None
+    found = savings.reference_for(ledger, "no/such-model", "sst2", exclude_run_id=99)
+    assert found.description == f"run {scratch}, same task"
+    assert savings.reference_for(ledger, "no/such-model", "sst2", exclude_run_id=scratch) is None
+    assert savings.reference_for(None, "bert-base-uncased", None).kind == "published"
+    unreadable = SimpleNamespace(runs=lambda **filters: 1 / 0)
+    assert savings.reference_for(unreadable, "bert-base-uncased", "sst2") is None
 
 
 def test_the_reference_reaches_every_rank_through_reduce():
@@ -91,16 +85,23 @@ def test_the_reference_reaches_every_rank_through_reduce():
         sent.append(list(values))
         return [v + w for v, w in zip(values, [652.3, 1507.0, 1.0, 1.0], strict=True)]
 
-    other = SimpleNamespace(
-        ranks=Ranks(rank=1, local_rank=1, world_size=2),
-        ledger=None,
-        run_id=None,
-        run_info={"pretrained": True, "base_model": "bert-base-uncased"},
-    )
-    shared = savings.reference_for(other, reduce=reduce)
+    shared = savings.share_reference(None, reduce, world_size=2)
     assert sent == [[0.0, 0.0, 0.0, 0.0]]
     assert (shared.kg, shared.kwh, shared.kind) == (652.3, 1507.0, "shared")
-    assert savings.reference_for(other, reduce=lambda v: 1 / 0) is None  # never raises
+    assert savings.share_reference(None, lambda v: 1 / 0, world_size=2) is None  # never raises
+
+
+def test_rank_zero_sends_its_reference_and_keeps_it():
+    found = savings.published_reference("bert-base-uncased")
+    sent: list[list[float]] = []
+    assert savings.share_reference(found, lambda v: sent.append(list(v)) or v, 2) is found
+    assert sent == [[652.3, 1507.0, 1.0, 1.0]]
+    assert savings.share_reference(found, None, world_size=4) is found
+    assert savings.share_reference(found, lambda v: 1 / 0, world_size=1) is found  # no sum alone
+    assert savings.share_reference(None, lambda v: v, world_size=2) is None  # none anywhere
+    card_sum = [2.5, 0.0, 0.0, 1.0]  # rank zero's card figure: kg without kWh
+    shared = savings.share_reference(None, lambda v: card_sum, world_size=2)
+    assert (shared.kg, shared.kwh) == (2.5, None)
 
 
 # -- (b) the model card on disk ---------------------------------------------------------------
@@ -285,7 +286,7 @@ def test_saved_kg_is_the_reference_minus_the_run_so_far():
 
 
 def test_masses_print_from_grams_to_tonnes():
-    from carbonlog.text import format_co2
+    from carbonlog.report.text import format_co2
 
     assert [format_co2(kg) for kg in (0.42, 8.1, 652.3, 24690.0)] == [
         "420 g",

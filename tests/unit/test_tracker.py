@@ -87,7 +87,7 @@ def test_interval_arithmetic_follows_the_schema():
 def test_context_manager_records_failure_status():
     with pytest.raises(KeyError), carbonlog.track(intensity=50.0, power_w=WATTS, ledger=False) as t:
         raise KeyError("boom")
-    assert t._stopped.status == "failed"
+    assert t.stop().status == "failed"
 
 
 def test_hardware_fault_degrades_to_estimate_with_one_warning(monkeypatch, caplog):
@@ -269,3 +269,18 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_long_run_keeps_its_totals_exact_and_memory_bounded(monkeypatch):
+    import carbonlog.tracking.tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "INTERVALS_KEPT", 10)
+    tracker = constant_tracker().start()
+    marked = [tracker.mark("step") for _ in range(25)]
+    summary = tracker.stop()
+    assert len(summary.intervals) == 10
+    assert [iv.index for iv in summary.intervals] == list(range(16, 26))
+    assert summary.device_j == pytest.approx(
+        sum(iv.device_j for iv in marked) + summary.intervals[-1].device_j
+    )
+    assert summary.intervals[-1].energy_kwh_total == pytest.approx(summary.energy_kwh, rel=1e-12)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
+from carbonlog.errors import ConfigurationError
 from carbonlog.meters.base import COMPONENTS, ConstantPowerMeter, Meter, MeterError
 
 __all__ = [
@@ -33,7 +34,7 @@ def check_meter_options(
     ram: bool = True,
     power_w: Mapping[str, float] | None = None,
 ) -> None:
-    """Raise ValueError, with what is allowed, for a meter option that cannot work."""
+    """A ConfigurationError (a ValueError) saying what is allowed, for an unusable option."""
     if not (
         gpus in ("auto", None, False)
         or (
@@ -42,25 +43,29 @@ def check_meter_options(
             and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in gpus)
         )
     ):
-        raise ValueError(f'gpus must be "auto", None, or a list of CUDA indices >= 0, got {gpus!r}')
+        raise ConfigurationError(
+            f'gpus must be "auto", None, or a list of CUDA indices >= 0, got {gpus!r}'
+        )
     if cpu not in (*CPU_MODES, None, False):
-        raise ValueError(f"cpu must be one of {CPU_MODES} or None, got {cpu!r}")
+        raise ConfigurationError(f"cpu must be one of {CPU_MODES} or None, got {cpu!r}")
     if not isinstance(ram, bool):
-        raise ValueError(f"ram must be True or False, got {ram!r}")
+        raise ConfigurationError(f"ram must be True or False, got {ram!r}")
     if power_w is None:
         return
     if not isinstance(power_w, Mapping):
-        raise ValueError(f"power_w must map components {COMPONENTS} to watts, got {power_w!r}")
+        raise ConfigurationError(
+            f"power_w must map components {COMPONENTS} to watts, got {power_w!r}"
+        )
     for component, watts in power_w.items():
         if component not in COMPONENTS:
-            raise ValueError(f"power_w: unknown component {component!r}; use {COMPONENTS}")
+            raise ConfigurationError(f"power_w: unknown component {component!r}; use {COMPONENTS}")
         if (
             isinstance(watts, bool)
             or not isinstance(watts, numbers.Real)
             or not math.isfinite(watts)
             or watts < 0
         ):
-            raise ValueError(
+            raise ConfigurationError(
                 f"power_w[{component!r}] must be a finite number of watts >= 0, got {watts!r}"
             )
 
@@ -76,7 +81,7 @@ def _rapl_meters(
         meters = open_rapl_meters(powercap_root, hwmon_root)
     except PermissionError as exc:
         if required:
-            raise MeterError(
+            raise ConfigurationError(
                 f'cpu="rapl": RAPL counters are not readable ({exc}); {PERMISSION_HINT}'
             ) from exc
         warn_once(
@@ -86,7 +91,7 @@ def _rapl_meters(
         )
         return {}
     if required and "cpu" not in meters:
-        raise MeterError(f'cpu="rapl": no RAPL package counter under {powercap_root}')
+        raise ConfigurationError(f'cpu="rapl": no RAPL package counter under {powercap_root}')
     return meters
 
 
@@ -107,22 +112,21 @@ def build_meters(
     ram: RAPL DRAM where cpu RAPL is in use and readable, else the W/GiB model.
     power_w: {component: watts} forces that component to a constant power, whatever the
     other options say. host=False leaves CPU and RAM out (a rank that is not its node's local
-    rank 0: one process per node measures the host). Bad options raise ValueError; cpu="rapl"
-    without readable counters raises MeterError.
+    rank 0: one process per node measures the host).
+
+    Options that cannot work here (a GPU index this process cannot see, cpu="rapl" without
+    readable counters) raise ConfigurationError. A component whose hardware fails to open is
+    left out, said once; the others are still measured.
     """
     check_meter_options(gpus, cpu, ram, power_w)
     forced = dict(power_w or {})
     meters: list[Meter] = []
     try:
-        if "gpu" in forced:
-            meters.append(ConstantPowerMeter("gpu", forced["gpu"], "constant power (power_w)"))
-        elif gpus not in (None, False):
-            from carbonlog.meters.nvml import open_gpu_meter
-
-            gpu = open_gpu_meter(gpus, nvml=nvml)
-            meters.extend([gpu] if gpu is not None else [])
+        meters.extend(_open_one("gpu", lambda: _gpu_meters(gpus, forced, nvml)))
         if host:
-            meters.extend(_host_meters(cpu, ram, forced, powercap_root, hwmon_root))
+            rapl = _rapl_for_host(cpu, ram, forced, powercap_root, hwmon_root)
+            meters.extend(_open_one("cpu", lambda: _cpu_meters(cpu, forced, rapl)))
+            meters.extend(_open_one("ram", lambda: _ram_meters(ram, forced, rapl)))
     except BaseException:
         for meter in meters:
             meter.close()
@@ -130,35 +134,81 @@ def build_meters(
     return meters
 
 
-def _host_meters(
+def _open_one(component: str, opener: Callable[[], list[Meter]]) -> list[Meter]:
+    """The component's meters; a hardware failure loses this component alone (said once)."""
+    from carbonlog._log import warn_once
+
+    try:
+        return opener()
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        warn_once(
+            f"meter-open:{component}",
+            f"carbonlog: the {component} meter could not be opened ({exc}); "
+            f"{component} energy is not measured in this run",
+        )
+        return []
+
+
+def _constant(component: str, forced: dict[str, float]) -> list[Meter]:
+    return [ConstantPowerMeter(component, forced[component], "constant power (power_w)")]
+
+
+def _gpu_meters(gpus, forced: dict[str, float], nvml: ModuleType | None) -> list[Meter]:
+    if "gpu" in forced:
+        return _constant("gpu", forced)
+    if gpus in (None, False):
+        return []
+    from carbonlog.meters.nvml import open_gpu_meter
+
+    gpu = open_gpu_meter(gpus, nvml=nvml)
+    return [gpu] if gpu is not None else []
+
+
+def _rapl_for_host(
     cpu: str | None,
     ram: bool,
     forced: dict[str, float],
     powercap_root: Path | str,
     hwmon_root: Path | str,
-) -> list[Meter]:
+) -> dict[str, Meter]:
+    """RAPL meters where the options want them; an empty dict where RAPL cannot be opened."""
     want_cpu = "cpu" not in forced and cpu not in (None, False)
     want_ram = "ram" not in forced and ram
-    rapl: dict[str, Meter] = {}
-    if (want_cpu or want_ram) and cpu in ("auto", "rapl"):
-        rapl = _rapl_meters(want_cpu and cpu == "rapl", powercap_root, hwmon_root)
-    meters: list[Meter] = []
+    if not (want_cpu or want_ram) or cpu not in ("auto", "rapl"):
+        return {}
+    required = want_cpu and cpu == "rapl"
+    try:
+        return _rapl_meters(required, powercap_root, hwmon_root)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # unreadable sysfs of another kind: the models take over
+        from carbonlog._log import logger
+
+        logger.debug("RAPL could not be opened (%s); CPU and RAM use their models", exc)
+        return {}
+
+
+def _cpu_meters(cpu: str | None, forced: dict[str, float], rapl: dict[str, Meter]) -> list[Meter]:
     if "cpu" in forced:
-        meters.append(ConstantPowerMeter("cpu", forced["cpu"], "constant power (power_w)"))
-    elif want_cpu:
-        if "cpu" in rapl:
-            meters.append(rapl["cpu"])
-        else:
-            from carbonlog.meters.model import CpuModelMeter
+        return _constant("cpu", forced)
+    if cpu in (None, False):
+        return []
+    if "cpu" in rapl:
+        return [rapl["cpu"]]
+    from carbonlog.meters.model import CpuModelMeter
 
-            meters.append(CpuModelMeter.for_host())
+    return [CpuModelMeter.for_host()]
+
+
+def _ram_meters(ram: bool, forced: dict[str, float], rapl: dict[str, Meter]) -> list[Meter]:
     if "ram" in forced:
-        meters.append(ConstantPowerMeter("ram", forced["ram"], "constant power (power_w)"))
-    elif want_ram:
-        if "ram" in rapl:
-            meters.append(rapl["ram"])
-        else:
-            from carbonlog.meters.model import RamModelMeter
+        return _constant("ram", forced)
+    if not ram:
+        return []
+    if "ram" in rapl:
+        return [rapl["ram"]]
+    from carbonlog.meters.model import RamModelMeter
 
-            meters.append(RamModelMeter())
-    return meters
+    return [RamModelMeter()]

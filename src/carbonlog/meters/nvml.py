@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from carbonlog._log import logger, warn_once
+from carbonlog.errors import ConfigurationError
 from carbonlog.meters.base import ConstantPowerMeter, MeterError
 
 SAMPLE_S = 0.1  # NVML power readings change every 100 ms
@@ -207,7 +208,7 @@ def open_gpu_meter(
 
     `gpus`: "auto" (every GPU CUDA shows this process) or CUDA indices within those (a DDP
     rank passes its own device). `nvml`: the pynvml module (injectable for tests).
-    Raises ValueError for an index this process cannot see.
+    Raises ConfigurationError for an index this process cannot see.
     """
     if nvml is None:
         try:
@@ -225,7 +226,7 @@ def open_gpu_meter(
         wanted = range(len(visible)) if gpus == "auto" else list(dict.fromkeys(gpus))
         outside = [i for i in wanted if not 0 <= i < len(visible)]
         if outside:
-            raise ValueError(
+            raise ConfigurationError(
                 f"gpus={list(gpus)}: this process sees {len(visible)} CUDA "
                 f"device(s); {outside} out of range"
             )

@@ -1,0 +1,159 @@
+"""The ledger's reads: runs by filter, one run with its intervals, and the cost of
+experimenting per task, tag or model. Totals are summed from the stored intervals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+
+from carbonlog.ledger.records import STATUSES, GroupTotal, IntervalRecord, RunRecord
+
+GROUP_BY = ("task", "tag", "model", "base_model", "framework", "status")
+
+_SELECT_RUNS = (
+    "SELECT r.*, "
+    "(SELECT group_concat(tag, char(10)) FROM run_tags t WHERE t.run_id = r.id) AS tags, "
+    "COUNT(CASE WHEN i.label = 'epoch' THEN 1 END) AS epochs, "
+    "COALESCE(SUM(i.energy_kwh), 0) AS energy_kwh, COALESCE(SUM(i.co2_kg), 0) AS co2_kg, "
+    "COALESCE(SUM(i.gpu_j), 0) AS gpu_j, COALESCE(SUM(i.cpu_j), 0) AS cpu_j, "
+    "COALESCE(SUM(i.ram_j), 0) AS ram_j "
+    "FROM runs r LEFT JOIN intervals i ON i.run_id = r.id"
+)
+
+
+class Queries:
+    """The read methods of Ledger, over the rows its `_read(sql, params)` returns."""
+
+    _read: Callable[[str, Sequence[object]], list[dict]]
+
+    def runs(
+        self,
+        task: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        pretrained: bool | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given, newest first, without their intervals.
+
+        `model` matches the model or the base model; `status` is one of STATUSES.
+        """
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        where, params = [], []
+        for column, value in (("r.task", task), ("r.status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if model is not None:
+            where.append("(r.model = ? OR r.base_model = ?)")
+            params += [model, model]
+        if tag is not None:
+            where.append("r.id IN (SELECT run_id FROM run_tags WHERE tag = ?)")
+            params.append(tag)
+        if pretrained is not None:
+            where.append("r.pretrained = ?")
+            params.append(int(pretrained))
+        return self._select_runs(where, params, limit)
+
+    def run(self, ref: int | str, intervals: bool = True) -> RunRecord | None:
+        """One run by id, or by name (the newest of that name); None if there is none."""
+        found = []
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+            found = self._select_runs(["r.id = ?"], [int(ref)])
+        if not found:
+            found = self._select_runs(["r.name = ?"], [str(ref)], limit=1)
+        if not found:
+            return None
+        record = found[0]
+        if intervals:
+            return dataclasses.replace(record, intervals=self.intervals(record.id))
+        return record
+
+    def intervals(self, run_id: int) -> list[IntervalRecord]:
+        """A run's intervals in the order they were marked, each with its metrics."""
+        metrics: dict[int, dict[str, float]] = {}
+        for row in self._read(
+            "SELECT m.interval_id, m.key, m.value FROM interval_metrics m "
+            "JOIN intervals i ON i.id = m.interval_id WHERE i.run_id = ?",
+            [run_id],
+        ):
+            metrics.setdefault(row["interval_id"], {})[row["key"]] = row["value"]
+        rows = self._read("SELECT * FROM intervals WHERE run_id = ? ORDER BY id", [run_id])
+        return [_interval_record(row, metrics.get(row["id"], {})) for row in rows]
+
+    def totals(self, by: str = "task", **filters) -> list[GroupTotal]:
+        """The cost of experimenting: kWh and kg CO2 per task (or tag, model...) over all
+        runs, failed, interrupted and budget-stopped included; costliest first."""
+        if by not in GROUP_BY:
+            raise ValueError(f"by must be one of {GROUP_BY}, got {by!r}")
+        groups: dict[str | None, list[RunRecord]] = {}
+        for run in self.runs(**filters):
+            keys = (run.tags or [None]) if by == "tag" else [getattr(run, by)]
+            for key in keys:
+                groups.setdefault(key, []).append(run)
+        totals = [GroupTotal.of(by, key, runs) for key, runs in groups.items()]
+        return sorted(totals, key=lambda g: g.co2_kg, reverse=True)
+
+    def _select_runs(
+        self, where: list[str], params: list, limit: int | None = None
+    ) -> list[RunRecord]:
+        sql = (
+            _SELECT_RUNS
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " GROUP BY r.id ORDER BY r.id DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_run_record(row) for row in self._read(sql, params)]
+
+
+def _interval_record(row: Mapping, metrics: dict[str, float]) -> IntervalRecord:
+    return IntervalRecord(
+        label=row["label"],
+        index=row["idx"],
+        started_at=row["started_at"],
+        duration_s=row["duration_s"] or 0.0,
+        gpu_j=row["gpu_j"] or 0.0,
+        cpu_j=row["cpu_j"] or 0.0,
+        ram_j=row["ram_j"] or 0.0,
+        pue=row["pue"],
+        intensity_g_per_kwh=row["intensity_g_per_kwh"],
+        intensity_source=row["intensity_source"],
+        energy_kwh=row["energy_kwh"] or 0.0,
+        co2_kg=row["co2_kg"] or 0.0,
+        estimated=tuple(filter(None, (row["estimated"] or "").split(","))),
+        metrics=metrics,
+    )
+
+
+def _run_record(row: Mapping) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        name=row["name"],
+        framework=row["framework"],
+        stage=row["stage"],
+        model=row["model"],
+        base_model=row["base_model"],
+        pretrained=None if row["pretrained"] is None else bool(row["pretrained"]),
+        task=row["task"],
+        tags=sorted((row["tags"] or "").split("\n")) if row["tags"] else [],
+        hardware=json.loads(row["hardware"]) if row["hardware"] else {},
+        site=json.loads(row["site"]) if row["site"] else {},
+        location=row["location"],
+        intensity_g_per_kwh=row["intensity_g_per_kwh"],
+        pue=row["pue"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        duration_s=row["duration_s"],
+        status=row["status"],
+        stop_reason=row["stop_reason"],
+        epochs=row["epochs"],
+        energy_kwh=row["energy_kwh"],
+        co2_kg=row["co2_kg"],
+        gpu_j=row["gpu_j"],
+        cpu_j=row["cpu_j"],
+        ram_j=row["ram_j"],
+    )

@@ -1,0 +1,155 @@
+"""What the ledger is given (RunInfo) and what it returns (RunRecord, IntervalRecord,
+GroupTotal), with the helpers that turn loose user values into what it stores."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from carbonlog.errors import CarbonlogError
+
+STATUSES = ("running", "completed", "failed", "interrupted", "budget")
+
+
+class LedgerError(CarbonlogError, RuntimeError):
+    """The ledger cannot be opened or used; the tracker goes on without it."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as the ledger stores it at its start: what it trains, where, and its budget.
+
+    `hardware` is the devices by component; `site` is what `Site.describe()` returns
+    (location, g_per_kwh, pue...); `tags` come from `normalize_tags`.
+    """
+
+    name: str | None = None
+    framework: str | None = None
+    stage: str | None = None
+    model: str | None = None
+    base_model: str | None = None
+    pretrained: bool | None = None
+    task: str | None = None
+    tags: tuple[str, ...] = ()
+    hardware: Mapping = field(default_factory=dict)
+    site: Mapping = field(default_factory=dict)
+    budget_kg: float | None = None
+    budget_kwh: float | None = None
+    on_budget: str | None = None
+
+
+@dataclass(frozen=True)
+class IntervalRecord:
+    """One stored interval: joules per component, facility kWh, kg CO2 and the run's metrics."""
+
+    label: str
+    index: int
+    started_at: float | None
+    duration_s: float
+    gpu_j: float
+    cpu_j: float
+    ram_j: float
+    pue: float | None
+    intensity_g_per_kwh: float | None
+    intensity_source: str | None
+    energy_kwh: float
+    co2_kg: float
+    estimated: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One stored run; totals are sums over its stored intervals (killed runs included)."""
+
+    id: int
+    name: str | None
+    framework: str | None
+    stage: str | None
+    model: str | None
+    base_model: str | None
+    pretrained: bool | None
+    task: str | None
+    tags: list[str]
+    hardware: dict
+    site: dict
+    location: str | None
+    intensity_g_per_kwh: float | None
+    pue: float | None
+    started_at: float
+    ended_at: float | None
+    duration_s: float | None
+    status: str
+    stop_reason: str | None
+    epochs: int
+    energy_kwh: float
+    co2_kg: float
+    gpu_j: float
+    cpu_j: float
+    ram_j: float
+    intervals: list[IntervalRecord] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """`run 12 (bert-sst2)` for messages and tables."""
+        return f"run {self.id} ({self.name})" if self.name else f"run {self.id}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GroupTotal:
+    """The cost of experimenting: every run of a task (or tag...), whatever its status."""
+
+    by: str
+    key: str | None
+    runs: int
+    statuses: dict[str, int]
+    energy_kwh: float
+    co2_kg: float
+    completed_co2_kg: float
+
+    @classmethod
+    def of(cls, by: str, key: str | None, runs: list[RunRecord]) -> GroupTotal:
+        """The total of `runs`, the runs grouped under `key`."""
+        return cls(
+            by=by,
+            key=key,
+            runs=len(runs),
+            statuses=dict(Counter(run.status for run in runs)),
+            energy_kwh=sum((run.energy_kwh for run in runs), 0.0),
+            co2_kg=sum((run.co2_kg for run in runs), 0.0),
+            completed_co2_kg=sum((run.co2_kg for run in runs if run.status == "completed"), 0.0),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def normalize_tags(tags: Mapping[str, str] | Iterable[str] | str | None) -> tuple[str, ...]:
+    """Tags as strings: `key=value` for a mapping, the names themselves for a list."""
+    if not tags:
+        return ()
+    if isinstance(tags, str):
+        return (tags,)
+    if isinstance(tags, Mapping):
+        return tuple(f"{key}={value}" for key, value in tags.items())
+    return tuple(str(tag) for tag in tags)
+
+
+def _finite_or_none(value: object) -> float | None:
+    """`value` as a float, or None for what is not a finite number (tensors convert)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def metric_values(metrics: Mapping[object, object] | None) -> dict[str, float]:
+    """The framework's metrics that are finite numbers, by name; the rest is not stored."""
+    numbers = {str(key): _finite_or_none(value) for key, value in (metrics or {}).items()}
+    return {key: number for key, number in numbers.items() if number is not None}
