@@ -116,6 +116,8 @@ class FakeGpu:
     counter: bool = True
     instant: bool = True
     lost_after: int | None = None
+    flaky_reads: frozenset[int] = frozenset()
+    """Reads (numbered from 1) that fail once with NVML_ERROR_UNKNOWN, as a busy driver does."""
     counter_offset_mj: int = 123_456_789
     mig_uuids: tuple[str, ...] = ()
     reads: int = field(default=0, compare=False)
@@ -277,6 +279,8 @@ class FakeNvml:
             gpu.reads += 1
             if gpu.lost_after is not None and gpu.reads > gpu.lost_after:
                 raise NVMLError(NVML_ERROR_GPU_IS_LOST)
+            if gpu.reads in gpu.flaky_reads:
+                raise NVMLError(NVML_ERROR_UNKNOWN)
         if handle.mig is not None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)  # power and energy are the parent GPU's
         return math.floor(self.now_s() / TICK_S) * TICK_S

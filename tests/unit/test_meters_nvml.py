@@ -180,6 +180,51 @@ def test_gpu_lost_mid_run_raises_meter_error_and_falls_back_to_mean_power():
     assert estimate.power_w == pytest.approx(300, rel=0.25)  # 100 ms ticks over 0.5 s
 
 
+def test_a_transient_nvml_error_is_retried_and_nothing_is_estimated():
+    gpu = FakeGpu(profile=300, flaky_reads=frozenset({3, 5}))  # probe, start, then edges
+    nvml = FakeNvml([gpu])
+    meter = open_gpu_meter(nvml=nvml, environ={})
+    meter.start()
+    t0 = nvml.now_s()
+    time.sleep(0.3)
+    first_j = meter.energy_j()  # read 3 fails once, read 4 answers
+    time.sleep(0.3)
+    total_j = meter.energy_j()  # read 5 fails once, read 6 answers
+    elapsed_s = nvml.now_s() - t0
+    meter.close()
+    assert 0 < first_j < total_j
+    assert total_j == pytest.approx(300 * elapsed_s, abs=300 * 0.1 * 2)
+    assert not meter.estimated
+
+
+def test_missed_power_samples_are_bridged_not_lost():
+    gpu = FakeGpu(counter=False, profile=250, flaky_reads=frozenset({4, 5, 8}))
+    nvml = FakeNvml([gpu])
+    meter = open_gpu_meter(nvml=nvml, environ={})
+    meter.start()
+    t0 = nvml.now_s()
+    time.sleep(1.0)
+    energy_j = meter.energy_j()
+    elapsed_s = nvml.now_s() - t0
+    meter.close()
+    assert energy_j == pytest.approx(250 * elapsed_s, rel=0.1)
+
+
+def test_a_gpu_failing_at_its_first_edge_is_estimated_at_its_power_limit_and_flagged(
+    monkeypatch,
+):
+    from carbonlog.tracking import Tracker
+
+    nvml = FakeNvml([FakeGpu(profile=300, power_limit_w=400, lost_after=2)])  # probe, start
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    tracker = Tracker(intensity=100.0, cpu=None, ram=False, ledger=False).start()
+    time.sleep(0.2)
+    first = tracker.mark("epoch")
+    tracker.stop()
+    assert first.estimated == ("gpu",)
+    assert first.gpu_j == pytest.approx(400 * first.duration_s, rel=0.05)
+
+
 def test_fallback_before_any_reading_uses_the_power_limits():
     nvml = FakeNvml([FakeGpu(power_limit_w=700), FakeGpu(power_limit_w=350)])
     meter = open_gpu_meter(nvml=nvml, environ={})

@@ -206,3 +206,45 @@ def test_a_meter_that_cannot_start_is_estimated_from_the_first_interval():
     assert window.estimated == {"gpu"}
     assert window.joules.gpu_j == pytest.approx(10.0 * window.duration_s, rel=0.1)
     assert edges.hardware()["gpu"] == [{"name": "estimate", "power_w": 10.0}]
+
+
+def test_a_meter_failing_at_the_first_edge_is_estimated_at_its_fallback_and_flagged():
+    edges = Edges([BrokenAfter(100.0, fail_at=1)], sync=None)
+    edges.open()
+    time.sleep(0.05)
+    first = edges.close()
+    assert first.estimated == {"gpu"}
+    assert first.joules.gpu_j == pytest.approx(10.0 * first.duration_s, rel=0.1)
+
+
+class SteppedCounter(BrokenAfter):
+    """A counter whose power can change: joules accumulate at the power of each stretch."""
+
+    def start(self) -> None:
+        self._total_j, self._since_s = 0.0, time.monotonic()
+
+    def set_power(self, power_w: float) -> None:
+        now_s = time.monotonic()
+        self._total_j += self.power_w * (now_s - self._since_s)
+        self.power_w, self._since_s = power_w, now_s
+
+    def energy_j(self) -> float:
+        self.reads += 1
+        if self.reads >= self.fail_at:
+            raise RuntimeError("GPU is lost")
+        return self._total_j + self.power_w * (time.monotonic() - self._since_s)
+
+
+def test_a_fault_keeps_what_was_measured_before_it_and_estimates_only_the_gap():
+    meter = SteppedCounter(100.0, fail_at=3)
+    edges = Edges([meter], sync=None)
+    edges.open()
+    time.sleep(0.05)
+    edges.close()  # read 1: 100 W measured, the mean power for the estimate
+    meter.set_power(1000.0)
+    time.sleep(0.1)
+    piece, _ = edges.peek()  # read 2: 1000 W measured over most of the open interval
+    faulted = edges.close()  # read 3 raises: the measured part is kept, the gap at 100 W
+    assert faulted.estimated == {"gpu"}
+    assert piece.joules.gpu_j == pytest.approx(100.0, rel=0.2)
+    assert faulted.joules.gpu_j == pytest.approx(piece.joules.gpu_j, rel=0.05)

@@ -24,6 +24,10 @@ from carbonlog.errors import ConfigurationError
 from carbonlog.meters.base import ConstantPowerMeter, MeterError
 
 SAMPLE_S = 0.1  # NVML power readings change every 100 ms
+READ_ATTEMPTS = 3
+"""A reading is tried this often before the GPU counts as failed: one busy-driver error
+(NVML_ERROR_UNKNOWN, a timeout) must not turn a run's GPU energy into an estimate."""
+RETRY_PAUSE_S = 0.005
 
 COUNTER = "counter"
 POWER_INSTANT = "sampled instant power"
@@ -276,6 +280,7 @@ class NvmlMeter:
         self._base_mj: list[int] = []
         self._sampled_j: list[float] = []
         self._last_sample: list[tuple[float, float]] = []
+        self._misses: list[int] = []
         self._fault: Exception | None = None
         self._t0_s: float | None = None
         self._good = (0.0, 0.0)  # (joules, seconds since start) at the last good reading
@@ -286,11 +291,13 @@ class NvmlMeter:
         self._fault = None
         try:
             self._base_mj = [
-                self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) for d in self._counted
+                self._retried(self._nvml.nvmlDeviceGetTotalEnergyConsumption, d.handle)
+                for d in self._counted
             ]
             now_s = time.monotonic()
             self._sampled_j = [0.0] * len(self._sampled)
-            self._last_sample = [(now_s, self._power_w(d)) for d in self._sampled]
+            self._last_sample = [(now_s, self._retried(self._power_w, d)) for d in self._sampled]
+            self._misses = [0] * len(self._sampled)
         except self._nvml.NVMLError as exc:
             raise MeterError(f"NVML failed at start: {exc}") from exc
         self._t0_s = now_s
@@ -307,7 +314,7 @@ class NvmlMeter:
             return 0.0
         try:
             counted_mj = sum(
-                self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) - base
+                self._retried(self._nvml.nvmlDeviceGetTotalEnergyConsumption, d.handle) - base
                 for d, base in zip(self._counted, self._base_mj, strict=True)
             )
             with self._lock:
@@ -353,14 +360,32 @@ class NvmlMeter:
             return _instant_power_mw(self._nvml, device.handle) / 1000
         return self._nvml.nvmlDeviceGetPowerUsage(device.handle) / 1000
 
+    def _retried(self, read, *args):
+        """`read(*args)`, tried READ_ATTEMPTS times before its NVMLError counts."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return read(*args)
+            except self._nvml.NVMLError:
+                if attempt == READ_ATTEMPTS:
+                    raise
+                time.sleep(RETRY_PAUSE_S)
+
     def _sample(self) -> None:
-        """One reading of every sampled GPU, integrated since the last (trapezoid); under lock."""
+        """One reading of every sampled GPU, integrated since the last (trapezoid); under lock.
+
+        A missed reading is bridged by the next good one (the trapezoid spans the gap); only
+        READ_ATTEMPTS misses in a row make the GPU count as failed.
+        """
         for i, device in enumerate(self._sampled):
             try:
                 power_w = self._power_w(device)
             except self._nvml.NVMLError as exc:
-                self._fault = exc
-                return
+                self._misses[i] += 1
+                if self._misses[i] >= READ_ATTEMPTS:
+                    self._fault = exc
+                    return
+                continue
+            self._misses[i] = 0
             now_s = time.monotonic()
             last_s, last_w = self._last_sample[i]
             self._sampled_j[i] += (last_w + power_w) / 2 * (now_s - last_s)

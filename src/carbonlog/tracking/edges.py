@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from carbonlog._log import logger, warn_once
-from carbonlog.meters import COMPONENTS, Meter
+from carbonlog.meters import COMPONENTS, ConstantPowerMeter, Meter
 from carbonlog.tracking.joules import Joules
 from carbonlog.tracking.sync import SyncFn, wait_for_devices
 
@@ -23,14 +23,18 @@ class _Slot:
 
     meter: Meter
     now_j: float = 0.0
+    read_s: float = 0.0
     edge_j: float = 0.0
     peek_j: float = 0.0
     carried_since_edge_j: float = 0.0
     carried_since_peek_j: float = 0.0
+    faulted_since_edge: bool = False
+    faulted_since_peek: bool = False
     measured_j: float = 0.0
     measured_s: float = 0.0
 
     def mean_power_w(self) -> float:
+        """Mean measured power over the closed intervals, else 0 (nothing measured yet)."""
         return self.measured_j / self.measured_s if self.measured_s > 0 else 0.0
 
 
@@ -64,6 +68,7 @@ class Edges:
         self._first_s = self._edge_s = self._peek_s = time.monotonic()
         self._edge_wall_s = self._peek_wall_s = time.time()
         for slot in self._slots:
+            slot.read_s = self._edge_s
             try:
                 slot.meter.start()
             except Exception as exc:  # a device that fails to start degrades to its estimate
@@ -80,6 +85,7 @@ class Edges:
                 slot.measured_s += duration_s
             slot.edge_j = slot.peek_j = slot.now_j
             slot.carried_since_edge_j = slot.carried_since_peek_j = 0.0
+            slot.faulted_since_edge = slot.faulted_since_peek = False
         window = Window(self._edge_wall_s, duration_s, joules, estimated)
         self._edge_s = self._peek_s = now_s
         self._edge_wall_s += duration_s
@@ -94,6 +100,7 @@ class Edges:
         for slot in self._slots:
             slot.peek_j = slot.now_j
             slot.carried_since_peek_j = 0.0
+            slot.faulted_since_peek = False
         window = Window(self._peek_wall_s, now_s - self._peek_s, since_peek, estimated)
         self._peek_wall_s += now_s - self._peek_s
         self._peek_s = now_s
@@ -124,12 +131,22 @@ class Edges:
         for slot in self._slots:
             try:
                 slot.now_j = slot.meter.energy_j()
-            except Exception as exc:  # the open stretch so far at the mean measured power
-                mean_w = slot.mean_power_w()
-                slot.carried_since_edge_j += mean_w * (now_s - self._edge_s)
-                slot.carried_since_peek_j += mean_w * (now_s - self._peek_s)
-                self._degrade(slot, exc)
+                slot.read_s = now_s
+            except Exception as exc:
+                self._carry_over_fault(slot, exc, now_s)
         return now_s
+
+    def _carry_over_fault(self, slot: _Slot, exc: Exception, now_s: float) -> None:
+        """Keep what the failed meter measured up to its last good read and estimate the gap
+        since then: at the mean measured power, else the estimate meter's own power."""
+        measured_since_edge_j = max(slot.now_j - slot.edge_j, 0.0)
+        measured_since_peek_j = max(slot.now_j - slot.peek_j, 0.0)
+        self._degrade(slot, exc)
+        gap_j = (slot.mean_power_w() or _constant_power_w(slot.meter)) * (now_s - slot.read_s)
+        slot.carried_since_edge_j += measured_since_edge_j + gap_j
+        slot.carried_since_peek_j += measured_since_peek_j + gap_j
+        slot.faulted_since_edge = slot.faulted_since_peek = True
+        slot.read_s = now_s
 
     def _since(self, edge: bool) -> tuple[Joules, frozenset[str]]:
         """Joules per component since the last edge (or peek), and which are estimated.
@@ -141,8 +158,9 @@ class Edges:
         for slot in self._slots:
             base_j = slot.edge_j if edge else slot.peek_j
             carried_j = slot.carried_since_edge_j if edge else slot.carried_since_peek_j
+            faulted = slot.faulted_since_edge if edge else slot.faulted_since_peek
             joules[slot.meter.component] += max(slot.now_j - base_j, 0.0) + carried_j
-            if slot.meter.estimated or carried_j > 0:
+            if slot.meter.estimated or faulted:
                 estimated.add(slot.meter.component)
         return Joules.of(joules), frozenset(estimated)
 
@@ -161,3 +179,8 @@ class Edges:
             f"carbonlog: the {failed.component} meter failed ({exc}); "
             f"{failed.component} energy is estimated from now on",
         )
+
+
+def _constant_power_w(meter: Meter) -> float:
+    """The wattage of a constant-power estimate (what NVML and RAPL fall back to), else 0."""
+    return meter.power_w if isinstance(meter, ConstantPowerMeter) else 0.0

@@ -287,9 +287,7 @@ class Tracker:
             intensity_source=intensity[1],
             energy_kwh_total=totals[0],
             co2_kg_total=totals[1],
-            estimated=tuple(
-                c for c, j in joules.by_component().items() if c in window.estimated and j > 0
-            ),
+            estimated=tuple(c for c in COMPONENTS if c in window.estimated),
             forecast_energy_kwh=forecast[0],
             forecast_co2_kg=forecast[1],
         )
