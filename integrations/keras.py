@@ -15,17 +15,28 @@ from collections.abc import Sequence
 
 from carbonlog._log import logger, warn_once
 from carbonlog.distributed import Ranks, ReduceFn
-from carbonlog.metrics import DEFAULT_PREFIX
-from carbonlog.session import FIT, Session, SessionOwner
+from carbonlog.integrations._common import (
+    cuda_devices,
+    find_caller,
+    is_available,
+    new_session,
+    require,
+    torch_sum,
+    with_options_doc,
+)
+from carbonlog.session import FIT, SessionOwner
 from carbonlog.tracking import check_state
 
+
+def is_keras_available() -> bool:
+    """True when Keras can be imported (its backend may still fail to load)."""
+    return is_available("keras")
+
+
+require(is_keras_available(), "keras", "Keras 3")
 try:
     import keras
 except ImportError as exc:
-    if exc.name == "keras":
-        raise ImportError(
-            'carbonlog.integrations.keras needs Keras 3: pip install "carbonlog[keras]"'
-        ) from exc
     raise ImportError(
         f"Keras is installed but its backend could not load ({exc}); set KERAS_BACKEND=torch "
         "or KERAS_BACKEND=jax before the first `import keras`, or install TensorFlow"
@@ -33,6 +44,7 @@ except ImportError as exc:
 
 TEST = "test"
 PREDICT = "predict"
+_CALLER_FRAMES = 6  # how far up the stack the CallbackList calling on_train_begin may be
 _LOGGERS = (
     keras.callbacks.CSVLogger,
     keras.callbacks.TensorBoard,
@@ -41,6 +53,7 @@ _LOGGERS = (
 )
 
 
+@with_options_doc
 class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     """Measures every epoch (its validation included) and adds the carbonlog schema to `logs`.
 
@@ -65,38 +78,30 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     process index where it runs several); one sum per interval through torch.distributed when
     it is initialised, else JAX multi-host. Before counters are read, queued device work is
     waited for by the core (torch and JAX, whichever is loaded: JAX dispatch is asynchronous,
-    and predict's outputs are still in flight at `on_predict_end`).
+    and predict's outputs are still in flight at `on_predict_end`). No batch hook is
+    overridden, so Keras keeps its async dispatch; `on_budget="stop"` sets `model.stop_training`.
 
-    Other options are the Tracker's (location, pue, intensity, gpus, power_w, ledger,
-    budget_kg, budget_kwh, on_budget, ...), checked here; `on_budget="stop"` sets
-    `model.stop_training`. No batch hook is overridden, so Keras keeps its async dispatch.
+    Args:
+        {options}
+        state_path: the JSON file that carries the totals to a fit resumed in a new process.
+
+    Raises:
+        ValueError, TypeError: a bad option, here rather than mid-training.
     """
 
     def __init__(
         self,
         location: str | None = None,
+        pue: float | None = None,
+        intensity: float | str | None = None,
         *,
         state_path: str | os.PathLike | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        verbose: bool = True,
-        pretrained: bool | None = None,
-        base_model: str | None = None,
-        task: str | None = None,
-        **tracker_options,
+        **options,
     ):
         super().__init__()
         if state_path is not None and not isinstance(state_path, str | os.PathLike):
             raise TypeError(f"state_path must be a path or None, got {state_path!r}")
-        self._session = Session(
-            "keras",
-            prefix=prefix,
-            verbose=verbose,
-            pretrained=pretrained,
-            base_model=base_model,
-            task=task,
-            location=location,
-            **tracker_options,
-        )
+        self._session = new_session("keras", location, pue, intensity, options)
         self.state_path = os.fspath(state_path) if state_path is not None else None
         self.totals: dict[str, dict[str, float]] = {}
         self._fitting = False
@@ -117,17 +122,17 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
         values = self._session.epoch_end(logs)
         if logs is not None:
             logs.update(values)
-        self._write_sidecar(self._session.tracker)
+        if self._session.is_measuring:
+            self._write_sidecar()
         if self._session.should_stop:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         self._fitting = False
-        tracker = self._session.tracker if self._session.stage == FIT else None
-        if tracker is None:
+        if self._session.stage != FIT:
             return
         self._report(FIT, self._session.end("completed"), logs)
-        self._write_sidecar(tracker)
+        self._write_sidecar()
 
     # -- evaluate and predict ----------------------------------------------------------
 
@@ -205,14 +210,12 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
             )
         return state
 
-    def _write_sidecar(self, tracker) -> None:
+    def _write_sidecar(self) -> None:
         """Global zero writes the fit's totals so far to `state_path`, for a resume."""
-        if tracker is None:
-            return
-        if self.state_path is None or not tracker.ranks.is_global_zero:
+        if self.state_path is None or not self._session.is_global_zero:
             return
         try:
-            _write_json_atomically(self.state_path, tracker.state_dict())
+            _write_json_atomically(self.state_path, self._session.state_dict())
         except OSError as exc:
             warn_once(
                 f"keras-state:{self.state_path}",
@@ -243,17 +246,10 @@ def _reads_logs(callback, prefix: str) -> bool:
     )
 
 
-def _calling_callbacks(depth: int = 6) -> list | None:
+def _calling_callbacks() -> list | None:
     """The callbacks of the CallbackList whose hook called ours, found a few frames up."""
-    frame = sys._getframe(1)
-    for _ in range(depth):
-        frame = frame.f_back
-        if frame is None:
-            return None
-        caller = frame.f_locals.get("self")
-        if isinstance(caller, keras.callbacks.CallbackList):
-            return caller.callbacks
-    return None
+    caller = find_caller(lambda it: isinstance(it, keras.callbacks.CallbackList), _CALLER_FRAMES)
+    return None if caller is None else caller.callbacks
 
 
 def _process_group() -> tuple[Ranks, ReduceFn | None]:
@@ -261,7 +257,7 @@ def _process_group() -> tuple[Ranks, ReduceFn | None]:
     ranks = Ranks.from_env()
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
-        return ranks, _torch_sum
+        return ranks, torch_sum("cuda" if dist.get_backend() == "nccl" else "cpu")
     jax = sys.modules.get("jax")
     if jax is not None and jax.process_count() > 1:
         jax_ranks = Ranks(
@@ -269,17 +265,6 @@ def _process_group() -> tuple[Ranks, ReduceFn | None]:
         )
         return jax_ranks, _jax_sum
     return ranks, None
-
-
-def _torch_sum(values: Sequence[float]) -> list[float]:
-    import torch
-    import torch.distributed as dist
-
-    on_gpu = dist.get_backend() == "nccl"
-    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
-    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
 
 
 def _jax_sum(values: Sequence[float]) -> list[float]:
@@ -298,8 +283,7 @@ def _gpus_driven(model) -> list[int] | None:
     weights = getattr(model, "weights", None)
     if not weights:
         return None
-    device = weights[0].value.device
-    return [device.index] if device.type == "cuda" else []
+    return cuda_devices(weights[0].value.device)
 
 
 def _write_json_atomically(path: str, data: dict) -> None:

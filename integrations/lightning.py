@@ -10,38 +10,41 @@ from the Callback of each one installed, and imports neither when it is absent.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
 import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from carbonlog import metrics
+from carbonlog._log import warn_once
 from carbonlog.distributed import Ranks, ReduceFn
-from carbonlog.session import FIT, Session, SessionOwner
-
-_NAMESPACES = ("lightning", "pytorch_lightning")
-_INSTALL_HINT = (
-    'carbonlog.integrations.lightning needs Lightning: pip install "carbonlog[lightning]"'
+from carbonlog.integrations._common import (
+    cuda_devices,
+    is_available,
+    new_session,
+    require,
+    torch_sum,
+    with_options_doc,
 )
+from carbonlog.session import FIT, SessionOwner
+
+_CALLBACK_MODULES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
+"""Each Lightning namespace and the module that holds its Callback."""
 _PREDICT = "predict"
 
 
 def is_lightning_available() -> bool:
     """True when `lightning` or `pytorch_lightning` can be imported."""
-    return any(importlib.util.find_spec(name) is not None for name in _NAMESPACES)
+    return any(is_available(name) for name in _CALLBACK_MODULES)
 
 
 def _callback_bases() -> tuple[type, ...]:
     """Lightning's Callback from each installed namespace, so either Trainer accepts ours."""
-    if not is_lightning_available():
-        raise ImportError(_INSTALL_HINT)
-    packages = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
+    require(is_lightning_available(), "lightning", "Lightning")
     return tuple(
-        importlib.import_module(packages[name]).Callback
-        for name in _NAMESPACES
-        if importlib.util.find_spec(name) is not None
+        importlib.import_module(module).Callback
+        for name, module in _CALLBACK_MODULES.items()
+        if is_available(name)
     )
 
 
@@ -70,6 +73,7 @@ def _planned_epochs(
     return min(limits) if limits else None
 
 
+@with_options_doc
 class EmissionsCallback(SessionOwner, *_callback_bases()):
     """Logs each training epoch's energy (kWh) and CO2 (kg) through `pl_module.log`.
 
@@ -80,14 +84,9 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
     checkpoints, so `fit(ckpt_path=...)` continues them.
 
     Args:
-        location, pue, intensity: where the energy is drawn (see `carbonlog.Tracker`).
-        prefix: the key prefix, `carbon/` by default.
+        {options}
         log_every_n_steps: also log energy since the last step log every n training
             batches, under `<prefix>step/`; None (default) logs per epoch only.
-        verbose: a line per epoch on the "carbonlog" logger.
-        pretrained, base_model, task: what the run is, for the ledger and savings.
-        tracker_options: any other `carbonlog.Tracker` option (gpus, cpu, ram, power_w,
-            run_name, tags, ledger, budget_kg, budget_kwh, on_budget, budget_check, live).
 
     Raises:
         ValueError, TypeError: a bad option, here rather than mid-training.
@@ -99,13 +98,8 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         pue: float | None = None,
         intensity: float | str | None = None,
         *,
-        prefix: str = metrics.DEFAULT_PREFIX,
         log_every_n_steps: int | None = None,
-        verbose: bool = True,
-        pretrained: bool | None = None,
-        base_model: str | None = None,
-        task: str | None = None,
-        **tracker_options: Any,
+        **options: Any,
     ) -> None:
         if log_every_n_steps is not None and (
             not isinstance(log_every_n_steps, int)
@@ -115,22 +109,10 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
             raise ValueError(
                 f"log_every_n_steps must be a positive integer or None, got {log_every_n_steps!r}"
             )
-        self._session = Session(
-            "lightning",
-            prefix=prefix,
-            verbose=verbose,
-            pretrained=pretrained,
-            base_model=base_model,
-            task=task,
-            location=location,
-            pue=pue,
-            intensity=intensity,
-            **tracker_options,
-        )
+        self._session = new_session("lightning", location, pue, intensity, options)
         self.log_every_n_steps = log_every_n_steps
         self._batches = 0
         self._failed = False
-        self._warned_no_logger = False
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -192,13 +174,11 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
 
     def _check_loggers(self, trainer) -> None:
         """One clear warning when nothing will receive the figures; distributed set-up."""
-        if not trainer.loggers and trainer.is_global_zero and not self._warned_no_logger:
-            self._warned_no_logger = True
-            warnings.warn(
+        if not trainer.loggers and trainer.is_global_zero:
+            warn_once(
+                f"lightning-no-logger:{id(self)}",
                 "carbonlog: the Trainer has no logger, so energy and CO2 reach only "
                 "trainer.callback_metrics; the totals are printed at the end",
-                UserWarning,
-                stacklevel=2,
             )
         if trainer.world_size > 1:
             # Our values are summed through strategy.reduce before logging: every rank holds
@@ -209,15 +189,8 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
             )
 
     def _begin(self, trainer, pl_module, stage: str) -> None:
-        import torch
-
         self._failed = False
         self._batches = 0
-        device = trainer.strategy.root_device
-        if device.type == "cuda":
-            gpus = [device.index if device.index is not None else torch.cuda.current_device()]
-        else:
-            gpus = []
         self._session.begin(
             stage,
             ranks=Ranks(
@@ -226,7 +199,7 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
                 world_size=trainer.world_size,
             ),
             reduce=self._reduce_fn(trainer),
-            gpus=gpus,
+            gpus=cuda_devices(trainer.strategy.root_device),
             detected={"model": type(pl_module).__name__},
         )
 
@@ -255,17 +228,10 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         """Sum over ranks through the strategy (every rank calls it); None when alone."""
         if trainer.world_size <= 1:
             return None
-        import torch
-
         strategy = trainer.strategy
-
-        def reduce(values):
-            if self._failed:  # one rank raised: a collective could wait forever
-                return values
-            local = torch.tensor(values, dtype=torch.float64, device=strategy.root_device)
-            return strategy.reduce(local, reduce_op="sum").tolist()
-
-        return reduce
+        summed = torch_sum(strategy.root_device, lambda t: strategy.reduce(t, reduce_op="sum"))
+        # once this rank raised, the others may never join: a collective could wait forever
+        return lambda values: values if self._failed else summed(values)
 
     def _log_step(self, trainer) -> None:
         if self._session.stage != FIT:

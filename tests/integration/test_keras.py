@@ -108,6 +108,16 @@ def test_history_and_csv_logger_hold_every_key_every_epoch(tmp_path, data):
     assert fit["carbon/energy_kwh_total"] >= h["carbon/energy_kwh_total"][-1]
 
 
+def test_pue_and_intensity_are_arguments_as_in_the_other_adapters(data):
+    x, y = data
+    power_w = OPTIONS["power_w"]
+    callback = EmissionsCallback(None, 2.0, 80.0, ledger=False, verbose=False, power_w=power_w)
+    h = tiny_model().fit(x, y, epochs=1, verbose=0, callbacks=[callback]).history
+    components = sum(h[f"carbon/{name}_kwh"][0] for name in ("gpu", "cpu", "ram"))
+    assert h["carbon/energy_kwh"][0] == pytest.approx(components * 2.0)
+    assert h["carbon/intensity_g_per_kwh"][0] == 80.0
+
+
 def test_warns_when_a_logger_is_listed_before_it(tmp_path, data, carbon_log):
     x, y = data
     early = keras.callbacks.CSVLogger(str(tmp_path / "early.csv"))
@@ -268,6 +278,8 @@ def test_budget_stop_ends_fit_early(data):
     [
         ({"on_budget": "explode"}, ValueError),
         ({"budget_kwh": -1.0}, ValueError),
+        ({"pue": 0.5}, ValueError),
+        ({"intensity": -1.0}, ValueError),
         ({"state_path": 3}, TypeError),
         ({"prefix": 3}, TypeError),
     ],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import socket
 import struct
@@ -28,13 +27,9 @@ from lightning.pytorch.demos.boring_classes import BoringModel  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from carbonlog.integrations.lightning import EmissionsCallback, _planned_epochs  # noqa: E402
-from carbonlog.interval import J_PER_KWH  # noqa: E402
 from carbonlog.ledger import Ledger  # noqa: E402
 from carbonlog.metrics import KEYS  # noqa: E402
-from carbonlog.units import J_PER_KWH
-
-# Tests without a logger mean it; the warning itself is tested below.
-pytestmark = pytest.mark.filterwarnings("ignore:carbonlog. the Trainer has no logger")
+from carbonlog.units import J_PER_KWH  # noqa: E402
 
 WATTS = {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}
 OPTIONS = {"intensity": 100.0, "pue": 1.5, "power_w": WATTS, "ledger": False, "verbose": False}
@@ -450,15 +445,12 @@ def test_validate_test_and_predict_log_their_own_keys(tmp_path):
     assert not epoch_rows(rows)  # no training keys from evaluation runs
 
 
-def test_no_logger_warns_once_and_prints_the_totals(tmp_path, caplog):
+def test_no_logger_warns_once_and_prints_the_totals(tmp_path, carbon_log):
     callback = EmissionsCallback(**{**OPTIONS, "verbose": True})
-    with (
-        pytest.warns(UserWarning, match="no logger") as caught,
-        caplog.at_level(logging.INFO, logger="carbonlog"),
-    ):
-        make_trainer(tmp_path, [callback]).fit(BoringModel())
-    assert sum("no logger" in str(w.message) for w in caught) == 1
-    assert any("fit used" in record.getMessage() for record in caplog.records)
+    make_trainer(tmp_path, [callback]).fit(BoringModel())
+    warned = [r for r in carbon_log if r.levelname == "WARNING" and "no logger" in r.getMessage()]
+    assert len(warned) == 1
+    assert any("fit used" in record.getMessage() for record in carbon_log)
 
 
 def test_an_exception_closes_the_interval_and_keeps_what_was_measured(tmp_path):
@@ -475,7 +467,7 @@ def test_an_exception_closes_the_interval_and_keeps_what_was_measured(tmp_path):
     assert summary.status == "failed"
     assert [iv.label for iv in summary.intervals] == ["epoch", "end"]
     assert summary.intervals[-1].device_j > 0  # the failed epoch's part is kept
-    assert callback.session.tracker is None
+    assert not callback.session.is_measuring
 
 
 # -- distributed --------------------------------------------------------------------------

@@ -1,12 +1,22 @@
-"""Session: the framework-free part every adapter shares."""
+"""Session, the framework-free part every adapter shares, and the adapters' shared plumbing."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
 import carbonlog
+from carbonlog.integrations._common import (
+    cuda_devices,
+    find_caller,
+    is_available,
+    new_session,
+    require,
+    torch_sum,
+    with_options_doc,
+)
 from carbonlog.session import Session, cleaner_region_note
 
 OPTIONS = {"intensity": 100.0, "power_w": {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}}
@@ -87,3 +97,71 @@ def test_cloud_runs_are_told_the_providers_cleanest_region():
     note = cleaner_region_note(carbonlog.intensity("gcp:us-central1"))
     assert note.startswith("GCP northamerica-northeast1") and "x less than" in note
     assert cleaner_region_note(carbonlog.intensity("FR")) is None
+
+
+def test_the_session_is_read_only_and_says_what_it_measures():
+    session = Session("test", verbose=False, ledger=False, pretrained=False, **OPTIONS)
+    assert (session.stage, session.is_measuring, session.should_stop) == (None, False, False)
+    session.begin("fit", detected={"model": "Bert", "pretrained": True})
+    assert (session.stage, session.is_measuring, session.is_global_zero) == ("fit", True, True)
+    assert session.pretrained is False  # declared wins over detected
+    session.end()
+    assert (session.stage, session.is_measuring, session.prefix) == (None, False, "carbon/")
+    with pytest.raises(AttributeError):
+        session.stage = "test"
+    assert not hasattr(session, "tracker")
+
+
+# -- the adapters' shared plumbing (integrations/_common.py) --------------------------------
+
+
+def test_one_options_check_and_one_install_hint():
+    session = new_session("test", None, 1.2, 100.0, {"prefix": "co2/", "ledger": False})
+    assert session.prefix == "co2/"
+    with pytest.raises(ValueError):
+        new_session("test", None, 0.5, None, {})
+    with pytest.raises(TypeError):
+        new_session("test", None, None, None, {"no_such_option": 1})
+    with pytest.raises(ImportError, match=r'pip install "carbonlog\[keras\]"'):
+        require(False, "keras", "Keras 3")
+    require(True, "keras", "Keras 3")
+    assert is_available("json") and not is_available("carbonlog_no_such_module")
+
+    @with_options_doc
+    class Documented:
+        """Args:
+        {options}
+        """
+
+    assert "pretrained, base_model, task:" in Documented.__doc__
+
+
+def test_the_cuda_device_a_process_drives():
+    assert cuda_devices(SimpleNamespace(type="cpu", index=None)) == []
+    assert cuda_devices(SimpleNamespace(type="cuda", index=3)) == [3]
+
+
+def test_the_caller_is_found_up_the_stack():
+    class Handler:
+        def call(self, hook):
+            return hook()
+
+    handler = Handler()
+
+    def hook():
+        return find_caller(lambda owner: owner is handler, depth=3)
+
+    assert handler.call(hook) is handler
+    assert hook() is None  # not called through the handler
+
+
+def test_the_sum_over_processes_is_one_float64_tensor():
+    torch = pytest.importorskip("torch")
+    seen = []
+
+    def collective(tensor):
+        seen.append(tensor.dtype)
+        return tensor * 2
+
+    assert torch_sum("cpu", collective)([1.0, 2.5]) == [2.0, 5.0]
+    assert seen == [torch.float64]
