@@ -3,13 +3,12 @@
 Importing it is cheap: meters, tables and frameworks load on first use.
 """
 
+from carbonlog._version import __version__
 from carbonlog.compare import compare
 from carbonlog.estimate import estimate
 from carbonlog.intensity import intensity
 from carbonlog.interval import Interval, Summary
 from carbonlog.tracking import Tracker, track
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Interval",

@@ -1,8 +1,9 @@
 """Two runs of the ledger side by side: epochs, kWh, kg CO2, final metric, and the energy and
 CO2 each took to reach a target such as "val_accuracy>=0.9".
 
-Importing this module opens nothing (the ledger loads on the first compare), so the package
-can export `carbonlog.compare` eagerly.
+The figures and the target arithmetic live here; their wording is carbonlog.report.comparison's.
+Importing this module opens nothing (the ledger and the wording load on first use), so the
+package can export `carbonlog.compare` eagerly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from carbonlog.text import format_co2
+from carbonlog.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from carbonlog.ledger import Ledger, RunRecord
@@ -46,16 +47,17 @@ class Target:
 
     @classmethod
     def parse(cls, text: str) -> Target:
-        """Parse `METRIC OP NUMBER` with OP one of >=, <=, >, <; ValueError otherwise."""
+        """Parse `METRIC OP NUMBER` with OP one of >=, <=, >, <; ConfigurationError otherwise."""
         found = _TARGET.match(text) if isinstance(text, str) else None
         if not found:
-            raise ValueError(
+            raise ConfigurationError(
                 f"bad target {text!r}: expected METRIC OP NUMBER with OP one of "
                 f"{', '.join(OPERATORS)}, e.g. 'val_accuracy>=0.9'"
             )
         return cls(found["metric"], found["op"], float(found["value"]))
 
     def met(self, value: float | None) -> bool:
+        """Whether a reported `value` meets the threshold (an unreported one never does)."""
         return value is not None and OPERATORS[self.op](value, self.value)
 
     def __str__(self) -> str:
@@ -80,6 +82,7 @@ class Side:
 
     @classmethod
     def of(cls, run: RunRecord, metric: str | None, target: Target | None) -> Side:
+        """The column of `run`, showing `metric`, with what reaching `target` took."""
         side = cls(
             run.id,
             run.label,
@@ -117,6 +120,7 @@ class Comparison:
     target: Target | None
 
     def to_dict(self) -> dict:
+        """Plain facts for JSON, the verdict included."""
         return {
             "a": asdict(self.a),
             "b": asdict(self.b),
@@ -127,55 +131,18 @@ class Comparison:
 
     def verdict(self) -> str | None:
         """One line: which run reached the target (or finished) with how much less CO2."""
-        a, b = self.a, self.b
-        if self.target is not None:
-            reached = [s for s in (a, b) if s.target_kg is not None]
-            if not reached:
-                return f"neither run reached {self.target}"
-            if len(reached) == 1:
-                return f"only {reached[0].label} reached {self.target}"
-            return _ratio_line(a, b, a.target_kg, b.target_kg, f"reached {self.target}")
-        return _ratio_line(a, b, a.co2_kg, b.co2_kg, "ran")
+        from carbonlog.report.comparison import verdict_line
+
+        return verdict_line(self)
 
     def table(self) -> str:
-        rows = [
-            ("", self.a.label, self.b.label),
-            ("status", self.a.status, self.b.status),
-            ("epochs", str(self.a.epochs), str(self.b.epochs)),
-            ("energy", f"{self.a.energy_kwh:.4g} kWh", f"{self.b.energy_kwh:.4g} kWh"),
-            ("CO2", format_co2(self.a.co2_kg), format_co2(self.b.co2_kg)),
-        ]
-        if self.metric is not None:
-            rows.append((f"final {self.metric}", _value(self.a.final), _value(self.b.final)))
-        if self.target is not None:
-            rows.append((f"to reach {self.target}", _reached(self.a), _reached(self.b)))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        ]
-        verdict = self.verdict()
-        return "\n".join(lines + ([verdict] if verdict else []))
+        """Both runs' columns and the verdict, for the terminal."""
+        from carbonlog.report.comparison import comparison_table
+
+        return comparison_table(self)
 
     def __str__(self) -> str:
         return self.table()
-
-
-def _value(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def _reached(side: Side) -> str:
-    if side.target_kg is None:
-        return "not reached"
-    return f"epoch {side.target_epoch}: {side.target_kwh:.4g} kWh, {format_co2(side.target_kg)}"
-
-
-def _ratio_line(a: Side, b: Side, kg_a: float, kg_b: float, what: str) -> str | None:
-    if kg_a <= 0 or kg_b <= 0:
-        return None
-    lean, heavy, ratio = (a, b, kg_b / kg_a) if kg_a <= kg_b else (b, a, kg_a / kg_b)
-    return f"{lean.label} {what} with {ratio:.3g}x less CO2 than {heavy.label}"
 
 
 def _final(run: RunRecord, metric: str | None) -> float | None:
@@ -196,7 +163,7 @@ def _default_metric(*runs: RunRecord) -> str | None:
 def _run(ledger: Ledger, ref: int | str) -> RunRecord:
     run = ledger.run(ref)
     if run is None:
-        raise ValueError(f"no run {ref!r} in the ledger {ledger.path}")
+        raise ConfigurationError(f"no run {ref!r} in the ledger {ledger.path}")
     return run
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from carbonlog.errors import ConfigurationError
+from carbonlog.units import G_PER_KG
+
 
 @dataclass(frozen=True)
 class Equivalent:
@@ -27,6 +30,7 @@ class Equivalent:
         return kg / self.kg_per_unit
 
     def describe(self, kg: float) -> str:
+        """`kg` CO2 in words: "like driving 19 km in an average new car"."""
         return self.phrase.format(n=_amount(self.amount(kg)))
 
     def cite(self) -> str:
@@ -93,7 +97,7 @@ def _amount(value: float) -> str:
 
 
 def _grams(kg: float) -> str:
-    return f"{kg * 1000:.4g} g" if kg < 1 else f"{kg:.4g} kg"
+    return f"{kg * G_PER_KG:.4g} g" if kg < 1 else f"{kg:.4g} kg"
 
 
 def equivalents(kg: float) -> dict[str, float]:
@@ -104,7 +108,7 @@ def equivalents(kg: float) -> dict[str, float]:
 def describe(kg: float, key: str = "car_km") -> str:
     """One equivalent in words: describe(2.0) -> "like driving 19 km in an average new car"."""
     if key not in BY_KEY:
-        raise ValueError(f"unknown equivalent {key!r}; choose one of {tuple(BY_KEY)}")
+        raise ConfigurationError(f"unknown equivalent {key!r}; choose one of {tuple(BY_KEY)}")
     return BY_KEY[key].describe(kg)
 
 

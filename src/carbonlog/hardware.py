@@ -3,7 +3,7 @@
 Rows come from carbonlog/data/hardware.csv (built by scripts/build_tables.py from the
 ML CO2 Impact and Green Algorithms tables, with datasheet corrections). Names match
 loosely ("Tesla T4", "NVIDIA A100-SXM4-80GB", "tpu v3"); an unknown or ambiguous name
-is a ValueError that lists the close matches.
+is a ConfigurationError (a ValueError) that lists the close matches.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import io
 import re
 from dataclasses import dataclass
 from functools import cache
+
+from carbonlog.errors import ConfigurationError
 
 # Vendor words that NVML and users add or drop ("NVIDIA GeForce RTX 4090" = "RTX 4090").
 _NOISE = ("nvidia", "tesla", "geforce", "intel", "amd")
@@ -79,9 +81,9 @@ def all_hardware() -> list[Hardware]:
 
 def lookup(name: str) -> Hardware:
     """The row for `name`: exact (ignoring case, spaces, punctuation, vendor words), else a
-    unique row containing it; otherwise a ValueError listing the close matches."""
+    unique row containing it; otherwise a ConfigurationError listing the close matches."""
     if not isinstance(name, str) or not _norm(name):
-        raise ValueError(f"hardware must be a name such as 'A100 SXM4 80 GB', got {name!r}")
+        raise ConfigurationError(f"hardware must be a name such as 'A100 SXM4 80 GB', got {name!r}")
     rows, aliases = _table()
     key = _norm(name)
     if key in rows:
@@ -101,4 +103,4 @@ def lookup(name: str) -> Hardware:
     matches = containing or close
     hint = f"; did you mean one of: {', '.join(repr(m) for m in matches[:8])}" if matches else ""
     what = "ambiguous" if len(containing) > 1 else "unknown"
-    raise ValueError(f"{what} hardware {name!r}{hint}")
+    raise ConfigurationError(f"{what} hardware {name!r}{hint}")

@@ -272,3 +272,26 @@ def test_ledger_option_before_or_after_the_command(ledger_home, tmp_path):
         ok("runs", "--json", "--ledger", str(home / "ledger.sqlite3"), home=tmp_path)
     )
     assert [r["id"] for r in before] == [r["id"] for r in after] == [3, 2, 1]
+
+
+def test_only_carbonlogs_own_errors_become_a_one_line_message(monkeypatch, capsys):
+    """A CarbonlogError is a bad argument (2), a LedgerError a failure to act on (1); any other
+    exception is a bug and keeps its traceback."""
+    from carbonlog import cli
+    from carbonlog.cli import commands
+    from carbonlog.errors import ConfigurationError
+    from carbonlog.ledger import LedgerError
+
+    def raising(exc: Exception):
+        def regions(args):
+            raise exc
+
+        return regions
+
+    for exc, code in ((ConfigurationError("bad option"), 2), (LedgerError("ledger locked"), 1)):
+        monkeypatch.setattr(commands, "regions", raising(exc))
+        assert cli.main(["regions"]) == code
+        assert capsys.readouterr().err == f"carbonlog: error: {exc}\n"
+    monkeypatch.setattr(commands, "regions", raising(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["regions"])

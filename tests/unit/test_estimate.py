@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from carbonlog.estimate import BIBTEX, estimate
+from carbonlog.estimate import estimate
 from carbonlog.hardware import all_hardware, lookup
 from carbonlog.intensity import intensity
+from carbonlog.report.statement import BIBTEX
 
 
 def test_with_pue_1_it_is_tdp_x_hours_x_count_x_intensity():

@@ -18,7 +18,9 @@ from carbonlog.compare import compare
 from carbonlog.estimate import estimate
 from carbonlog.ledger import Ledger
 from carbonlog.report import html, plots, statement, write_report
+from carbonlog.report.rows import interval_rows
 from carbonlog.report.statement import hardware_phrase, measured_with
+from carbonlog.report.text import summary_table, table
 from carbonlog.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +130,43 @@ def test_hardware_and_measuring_method_in_words():
     )
     assert "(GPU; estimated in part)" in measured_with(hardware, {"gpu"})
     assert hardware_phrase({"gpu": [], "cpu": []}) == "unmeasured hardware"
+
+
+# -- tables -----------------------------------------------------------------------------
+
+
+def test_one_row_builder_serves_every_interval_table(runs):
+    _, run, _ = runs
+    rows = interval_rows(run.intervals)
+    assert [r.label for r in rows] == ["1", "2", "3", "end"]
+    assert [r.name for r in rows] == ["epoch 1", "epoch 2", "epoch 3", "end"]
+    for row, interval in zip(rows, run.intervals, strict=True):
+        assert row.gpu_kwh == pytest.approx(interval.gpu_j / 3.6e6)
+        assert (row.energy_kwh, row.co2_kg) == (interval.energy_kwh, interval.co2_kg)
+        assert row.metrics == interval.metrics
+
+
+def test_the_table_renderer_aligns_cuts_and_rules():
+    rows = [("a", 1, None), ("a much longer name", 22, "x")]
+    assert table(("name", "n", "note"), rows, right=(1,)).splitlines() == [
+        "name                 n  note",
+        "------------------  --  ----",
+        "a                    1  -",
+        "a much longer name  22  x",
+    ]
+    cut = table(("name", "n"), [r[:2] for r in rows], shrink=(0,), width=14).splitlines()
+    assert cut[3] == "a much lo…  22" and max(map(len, cut)) <= 14
+    assert table(("", "x"), [("k", "v")], rule=False) == "   x\nk  v"
+
+
+def test_a_summary_reads_as_a_table_of_intervals_and_a_total():
+    tracker = Tracker(intensity=100.0, power_w={"cpu": 10.0}, gpus=None, ledger=False).start()
+    time.sleep(0.01)
+    tracker.mark("epoch")
+    lines = summary_table(tracker.stop()).splitlines()
+    assert lines[0].split() == ["interval", "seconds", "kWh", "g", "CO2", "W", "estimated"]
+    assert [line.split()[0] for line in lines[2:]] == ["epoch", "end", "total", "(device"]
+    assert lines[-1].endswith("kWh before PUE)")
 
 
 # -- plots -------------------------------------------------------------------------------

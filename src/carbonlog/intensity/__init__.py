@@ -8,16 +8,16 @@ and a socket only when a live source is asked for.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import dataclass, field, replace
 
+from carbonlog._log import logger, warn_once
+from carbonlog.errors import ConfigurationError
+from carbonlog.intensity.regions import cleanest_region
 from carbonlog.intensity.tables import Grid, coverage
 
-__all__ = ["Grid", "Site", "coverage", "intensity", "resolve_site"]
-
-logger = logging.getLogger("carbonlog")
+__all__ = ["Grid", "Site", "cleanest_region", "coverage", "intensity", "resolve_site"]
 
 ENV_LOCATION = "CARBONLOG_LOCATION"
 ENV_PUE = "CARBONLOG_PUE"
@@ -26,34 +26,47 @@ ENV_INTENSITY = "CARBONLOG_INTENSITY"
 
 def intensity(location: str) -> Grid:
     """The grid row for `location`: g CO2e/kWh with source, year and resolved name."""
+    return _grid(location)
+
+
+def _grid(location: str, origin: str | None = None) -> Grid:
+    """The grid row for `location`; an unknown one is a ConfigurationError that names the
+    environment variable it came from, if any."""
     from carbonlog.intensity.locations import resolve
 
-    return resolve(location)
+    try:
+        return resolve(location)
+    except ValueError as exc:
+        prefix = f"{origin}: " if origin not in (None, "argument") else ""
+        raise ConfigurationError(f"{prefix}{exc}") from None
 
 
-def _number(value: float | str, what: str) -> float:
+def _finite_number(value: float | str, what: str) -> float:
+    """`value` as a finite float; a ConfigurationError naming `what` otherwise."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
+        raise ConfigurationError(f"{what} must be a number, got {value!r}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{what} must be finite, got {value!r}")
+        raise ConfigurationError(f"{what} must be finite, got {value!r}")
     return number
 
 
 def check_pue(value: float | str, what: str = "pue") -> float:
     """A valid PUE: finite and >= 1 (a data centre cannot use less than its IT load)."""
-    pue = _number(value, what)
+    pue = _finite_number(value, what)
     if pue < 1.0:
-        raise ValueError(f"{what} must be >= 1.0 (facility energy / IT energy), got {value!r}")
+        raise ConfigurationError(
+            f"{what} must be >= 1.0 (facility energy / IT energy), got {value!r}"
+        )
     return pue
 
 
 def check_g_per_kwh(value: float | str, what: str = "intensity") -> float:
     """A valid carbon intensity in g CO2e/kWh: finite and >= 0."""
-    g_per_kwh = _number(value, what)
+    g_per_kwh = _finite_number(value, what)
     if g_per_kwh < 0:
-        raise ValueError(f"{what} must be >= 0 g CO2e/kWh, got {value!r}")
+        raise ConfigurationError(f"{what} must be >= 0 g CO2e/kWh, got {value!r}")
     return g_per_kwh
 
 
@@ -120,6 +133,7 @@ class Site:
 
 
 def _from_env(value, name: str):
+    """(value, origin): the argument when given, else environment variable `name`'s text."""
     if value is not None:
         return value, "argument"
     text = os.environ.get(name, "").strip()
@@ -132,7 +146,7 @@ def resolve_site(
     pue: float | str | None = None,
     live=None,
 ) -> Site:
-    """Resolve where a run draws its power; bad configuration is a ValueError here.
+    """Resolve where a run draws its power; bad configuration is a ConfigurationError here.
 
     An explicit `intensity` (g CO2e/kWh) wins over the location's table figure and is
     recorded with source "user". Cloud regions take the provider's published PUE unless
@@ -142,9 +156,6 @@ def resolve_site(
     US grids by balancing authority ("US-MIDA-PJM"), so for US states build the client
     with zone= or lat=/lon=; a zone it does not know falls back to the table.
     """
-    from carbonlog._log import warn_once
-    from carbonlog.intensity.locations import resolve
-
     location, location_from = _from_env(location, ENV_LOCATION)
     intensity, intensity_from = _from_env(intensity, ENV_INTENSITY)
     pue, pue_from = _from_env(pue, ENV_PUE)
@@ -154,12 +165,7 @@ def resolve_site(
     user_pue = check_pue(pue, _what("pue", pue_from)) if pue is not None else None
 
     if location is not None:
-        try:
-            grid = resolve(location)
-        except ValueError as exc:
-            if location_from == ENV_LOCATION:
-                raise ValueError(f"{ENV_LOCATION}: {exc}") from None
-            raise
+        grid = _grid(location, location_from)
     elif user_g_per_kwh is not None:
         grid = Grid(
             code="USER",
@@ -170,7 +176,7 @@ def resolve_site(
             kind="user",
         )
     else:
-        grid = resolve("WORLD")
+        grid = _grid("WORLD")
         warn_once(
             "intensity:world",
             f"carbonlog: no location set; using the world average {grid.g_per_kwh:g} g CO2e/kWh "
@@ -190,14 +196,14 @@ def resolve_site(
     zone = grid.location if grid.kind in ("cloud", "country", "subdivision") else None
     if live is not None:
         if user_g_per_kwh is not None:
-            raise ValueError("pass either intensity= or live=, not both")
+            raise ConfigurationError("pass either intensity= or live=, not both")
         live = _live_source(live)
         if (
             zone is None
             and getattr(live, "zone", None) is None
             and getattr(live, "lat", None) is None
         ):
-            raise ValueError(
+            raise ConfigurationError(
                 "a live source needs a location (or a client built with zone= "
                 "or lat=/lon=) to know which grid to ask about"
             )
@@ -205,16 +211,20 @@ def resolve_site(
 
 
 def _what(name: str, origin: str | None) -> str:
+    """The option's name for a message, with the environment variable it came from."""
     return name if origin in (None, "argument") else f"{name} (from {origin})"
 
 
 def _live_source(live):
+    """The live source object `live` names or is; a ConfigurationError for anything else."""
     if isinstance(live, str):
         if live.strip().lower() != "electricitymaps":
-            raise ValueError(f"unknown live source {live!r}; the one built in is 'electricitymaps'")
+            raise ConfigurationError(
+                f"unknown live source {live!r}; the one built in is 'electricitymaps'"
+            )
         from carbonlog.intensity.live import ElectricityMaps
 
         return ElectricityMaps()
     if not callable(getattr(live, "latest", None)):
-        raise ValueError("live= must be 'electricitymaps' or an object with latest(zone)")
+        raise ConfigurationError("live= must be 'electricitymaps' or an object with latest(zone)")
     return live

@@ -18,11 +18,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
+from carbonlog.errors import CarbonlogError, ConfigurationError
+
 DEFAULT_BASE_URL = "https://api.electricitymap.org/v3"
 TOKEN_ENV = ("ELECTRICITYMAPS_TOKEN", "CARBONLOG_ELECTRICITYMAPS_TOKEN")
 
 
-class LiveError(RuntimeError):
+class LiveError(CarbonlogError, RuntimeError):
     """The live source gave no usable figure this time (network, HTTP, body, back-off)."""
 
 
@@ -51,13 +53,13 @@ class ElectricityMaps:
     ):
         token = token or next((os.environ[k] for k in TOKEN_ENV if os.environ.get(k)), None)
         if not token:
-            raise ValueError(
+            raise ConfigurationError(
                 "Electricity Maps needs an API token: pass token= or set ELECTRICITYMAPS_TOKEN"
             )
         if (lat is None) != (lon is None):
-            raise ValueError("pass both lat and lon, or neither")
+            raise ConfigurationError("pass both lat and lon, or neither")
         if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise ValueError(f"lat/lon out of range: {lat}, {lon}")
+            raise ConfigurationError(f"lat/lon out of range: {lat}, {lon}")
         for label, value in (
             ("timeout_s", timeout_s),
             ("min_interval_s", min_interval_s),
@@ -65,7 +67,7 @@ class ElectricityMaps:
             ("max_backoff_s", max_backoff_s),
         ):
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+                raise ConfigurationError(f"{label} must be a finite number >= 0, got {value!r}")
         self._token = token
         self.zone = zone
         self.lat, self.lon = lat, lon
@@ -90,6 +92,7 @@ class ElectricityMaps:
         return self.zone or zone or "?"
 
     def describe(self, zone: str | None = None) -> dict:
+        """Plain facts for the ledger and reports; never the token."""
         return {
             "provider": self.name,
             "place": self.place(zone),

@@ -3,7 +3,7 @@
 Accepted: ISO 3166 alpha-2 and alpha-3 codes and English country names ("FR", "FRA",
 "France"), subdivisions ("US-CA", "CA-QC", "AU-NSW", or their names where unambiguous),
 cloud regions ("gcp:us-central1", "aws:eu-north-1", "azure:westeurope") and "WORLD".
-Anything else is a ValueError that lists the closest matches.
+Anything else is a ConfigurationError (a ValueError) that lists the closest matches.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import re
 import unicodedata
 from functools import cache
 
+from carbonlog.errors import ConfigurationError
 from carbonlog.intensity.tables import Grid, tables
 
 # Names users reach for that are not the provider codes or ISO codes of the tables.
@@ -54,7 +55,7 @@ def _candidates() -> list[str]:
     return [*t.grids, *t.clouds, *names]
 
 
-def _unknown(location: str) -> ValueError:
+def _unknown(location: str) -> ConfigurationError:
     folded = {c.lower(): c for c in _candidates()}
     import difflib
 
@@ -62,7 +63,7 @@ def _unknown(location: str) -> ValueError:
     bare = location.lower()
     close += [c for c in tables().clouds if c.split(":", 1)[1] == bare and c not in close]
     hint = f"; closest matches: {', '.join(repr(folded.get(c, c)) for c in close)}" if close else ""
-    return ValueError(
+    return ConfigurationError(
         f"unknown location {location!r}{hint}. Use an ISO country code ('FR'), a subdivision "
         "('US-CA', 'CA-QC') or a cloud region ('gcp:us-central1', 'aws:eu-north-1', "
         "'azure:westeurope')"
@@ -70,9 +71,9 @@ def _unknown(location: str) -> ValueError:
 
 
 def resolve(location: str) -> Grid:
-    """The table row for `location`; ValueError listing the closest matches if unknown."""
+    """The table row for `location`; ConfigurationError listing the closest matches if unknown."""
     if not isinstance(location, str) or not location.strip():
-        raise ValueError(f"location must be a non-empty string, got {location!r}")
+        raise ConfigurationError(f"location must be a non-empty string, got {location!r}")
     text = location.strip()
     t = tables()
     if ":" in text:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from typing import Protocol, runtime_checkable
 
+from carbonlog.errors import CarbonlogError
+
 COMPONENTS = ("gpu", "cpu", "ram")
 
 
-class MeterError(RuntimeError):
+class MeterError(CarbonlogError, RuntimeError):
     """A meter could not read its hardware; the tracker degrades to the meter's fallback."""
 
 

@@ -1,11 +1,13 @@
-"""Reports of measured runs: PNG plots, a self-contained HTML page, the emissions statement.
+"""All of carbonlog's text and pictures: terminal text (text, rows, comparison), the
+emissions statements, PNG plots, a self-contained HTML page, the model-card metadata.
 
     from carbonlog.ledger import Ledger
     from carbonlog.report import write_report
     with Ledger() as ledger:
         files = write_report(ledger.run("bert-sst2"), "report/")
 
-Plots need matplotlib (pip install "carbonlog[report]"); the statement needs nothing.
+Plots need matplotlib (pip install "carbonlog[report]"); the rest needs nothing. Importing
+the package is cheap: the HTML page and the plots load when a report is written.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from carbonlog.report import html, plots
+from carbonlog.errors import ConfigurationError
 from carbonlog.report.statement import FORMATS, statement
 
 __all__ = ["FORMATS", "ReportFiles", "statement", "write_report"]
@@ -49,9 +51,11 @@ def write_report(
     the report adds the comparison and both runs' metric against their cumulative CO2.
     `progress` receives one line per step (the CLI prints them on stderr).
     """
+    from carbonlog.report import html, plots
+
     say = progress or (lambda _line: None)
     if not run.intervals:
-        raise ValueError(f"{run.label} has no recorded interval: nothing to report")
+        raise ConfigurationError(f"{run.label} has no recorded interval: nothing to report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(html=out / HTML_NAME)

@@ -16,11 +16,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from carbonlog import __version__
+from carbonlog._version import __version__
 from carbonlog.equivalents import EQUIVALENTS
-from carbonlog.report.plots import interval_labels
-from carbonlog.text import format_co2
-from carbonlog.units import J_PER_KWH
+from carbonlog.report.comparison import comparison_rows, format_metric, verdict_line
+from carbonlog.report.rows import interval_rows
+from carbonlog.report.text import SECONDS_PER_HOUR, format_co2
+from carbonlog.units import G_PER_KG, kwh_from_j
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
@@ -85,7 +86,7 @@ def _duration(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
+    return f"{seconds / SECONDS_PER_HOUR:.2f} h"
 
 
 def _kwh(value: float) -> str:
@@ -139,7 +140,7 @@ def _cards(run) -> str:
         ("CO2", format_co2(run.co2_kg)),
         ("duration", _duration(_run_seconds(run))),
         ("epochs", str(run.epochs)),
-        ("device energy", _kwh((run.gpu_j + run.cpu_j + run.ram_j) / J_PER_KWH)),
+        ("device energy", _kwh(kwh_from_j(run.gpu_j + run.cpu_j + run.ram_j))),
     ]
     return (
         '<div class="cards">'
@@ -167,27 +168,27 @@ def _numbered():
 
 def _intervals(run, most_metrics: int = 6) -> str:
     """The interval table, with up to `most_metrics` of the framework's metrics as columns."""
-    keys = sorted({k for iv in run.intervals for k in getattr(iv, "metrics", {})})
-    keys = keys[:most_metrics]
+    rows = interval_rows(run.intervals)
+    keys = sorted({k for row in rows for k in row.metrics})[:most_metrics]
     head = ["interval", "duration s", "GPU kWh", "CPU kWh", "RAM kWh", "energy kWh", "CO2 g"]
     head += ["g/kWh", "estimated", *keys]
     numeric = set(head) - {"interval", "estimated"}
-    rows = []
-    labels = _labels(run.intervals)
-    for label, iv in zip(labels, run.intervals, strict=True):
+    body = []
+    for row in rows:
+        g_per_kwh = row.intensity_g_per_kwh
         cells = [
-            label,
-            f"{iv.duration_s:.2f}",
-            f"{iv.gpu_j / J_PER_KWH:.3e}",
-            f"{iv.cpu_j / J_PER_KWH:.3e}",
-            f"{iv.ram_j / J_PER_KWH:.3e}",
-            f"{iv.energy_kwh:.3e}",
-            f"{iv.co2_kg * 1000:.4g}",
-            "-" if iv.intensity_g_per_kwh is None else f"{iv.intensity_g_per_kwh:.0f}",
-            ", ".join(iv.estimated) or "-",
-            *(_metric(getattr(iv, "metrics", {}).get(k)) for k in keys),
+            row.name,
+            f"{row.duration_s:.2f}",
+            f"{row.gpu_kwh:.3e}",
+            f"{row.cpu_kwh:.3e}",
+            f"{row.ram_kwh:.3e}",
+            f"{row.energy_kwh:.3e}",
+            f"{row.co2_kg * G_PER_KG:.4g}",
+            "-" if g_per_kwh is None else f"{g_per_kwh:.0f}",
+            ", ".join(row.estimated) or "-",
+            *(format_metric(row.metrics.get(k)) for k in keys),
         ]
-        rows.append(
+        body.append(
             "<tr>"
             + "".join(
                 f'<td class="num">{e(c)}</td>' if h in numeric else f"<td>{e(c)}</td>"
@@ -198,15 +199,7 @@ def _intervals(run, most_metrics: int = 6) -> str:
     header = "".join(
         f'<th class="num">{e(h)}</th>' if h in numeric else f"<th>{e(h)}</th>" for h in head
     )
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _labels(intervals) -> list[str]:
-    return [f"epoch {x}" if x.isdigit() else x for x in interval_labels(intervals)]
-
-
-def _metric(value) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _figure(plot: Plot) -> str:
@@ -218,32 +211,16 @@ def _figure(plot: Plot) -> str:
 
 
 def _comparison(comparison) -> str:
-    """Two runs side by side, from compare.Comparison.to_dict()."""
-    facts = comparison.to_dict()
-    a, b = facts["a"], facts["b"]
-    rows = [
-        ("status", a["status"], b["status"]),
-        ("epochs", a["epochs"], b["epochs"]),
-        ("energy", _kwh(a["energy_kwh"]), _kwh(b["energy_kwh"])),
-        ("CO2", format_co2(a["co2_kg"]), format_co2(b["co2_kg"])),
-    ]
-    if facts["metric"]:
-        rows.append((f"final {facts['metric']}", _metric(a["final"]), _metric(b["final"])))
-    if facts["target"]:
-        rows.append((f"to reach {facts['target']}", _reach(a), _reach(b)))
-    body = "".join(f"<tr><th>{e(k)}</th><td>{e(x)}</td><td>{e(y)}</td></tr>" for k, x, y in rows)
-    verdict = f"<p><strong>{e(facts['verdict'])}</strong></p>" if facts["verdict"] else ""
-    return (
-        f"<table><thead><tr><th></th><th>{e(a['label'])}</th><th>{e(b['label'])}</th></tr>"
-        f"</thead><tbody>{body}</tbody></table>{verdict}"
+    """Two runs side by side, a carbonlog.compare.Comparison, and the verdict."""
+    body = "".join(
+        f"<tr><th>{e(k)}</th><td>{e(x)}</td><td>{e(y)}</td></tr>"
+        for k, x, y in comparison_rows(comparison)
     )
-
-
-def _reach(side: Mapping) -> str:
-    if side["target_kg"] is None:
-        return "not reached"
+    verdict = verdict_line(comparison)
+    verdict = f"<p><strong>{e(verdict)}</strong></p>" if verdict else ""
     return (
-        f"epoch {side['target_epoch']}: {_kwh(side['target_kwh'])}, {format_co2(side['target_kg'])}"
+        f"<table><thead><tr><th></th><th>{e(comparison.a.label)}</th>"
+        f"<th>{e(comparison.b.label)}</th></tr></thead><tbody>{body}</tbody></table>{verdict}"
     )
 
 

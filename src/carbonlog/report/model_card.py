@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Mapping
 
 from carbonlog.interval import Summary
+from carbonlog.units import G_PER_KG
 
 SOURCE = "carbonlog"
-G_PER_KG = 1000.0
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.DOTALL | re.MULTILINE)
 
 

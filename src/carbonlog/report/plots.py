@@ -12,7 +12,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from carbonlog.units import J_PER_KWH
+from carbonlog.errors import ConfigurationError
+from carbonlog.report.rows import interval_labels
+from carbonlog.report.text import SECONDS_PER_HOUR
+from carbonlog.units import J_PER_KWH, co2_kg, facility_kwh
 
 COLORS = {"gpu": "#2a9d8f", "cpu": "#e9c46a", "ram": "#8d99ae"}
 RUN_COLORS = ("#264653", "#e76f51", "#6a4c93", "#1982c4")
@@ -59,26 +62,14 @@ def energy_unit(max_kwh: float) -> tuple[float, str]:
     return J_PER_KWH, "J"
 
 
-def interval_labels(intervals: Sequence) -> list[str]:
-    """`1, 2, 3, end`: epochs by their number (from 1), other intervals by their label."""
-    labels, epoch = [], 0
-    for interval in intervals:
-        if interval.label == "epoch":
-            epoch += 1
-            labels.append(str(epoch))
-        else:
-            labels.append(str(interval.label))
-    return labels
-
-
 def energy_by_component(run, path: str | os.PathLike) -> Path:
     """Stacked bars per interval: facility energy (component x PUE) and CO2, GPU/CPU/RAM."""
     intervals = list(run.intervals)
     if not intervals:
-        raise ValueError("the run has no recorded interval to plot")
+        raise ConfigurationError("the run has no recorded interval to plot")
     figure, (energy_ax, co2_ax) = _figure(rows=2, height_in=2.8)
     shares = {
-        c: [getattr(iv, f"{c}_j") * (iv.pue or 1.0) / J_PER_KWH for iv in intervals] for c in COLORS
+        c: [facility_kwh(getattr(iv, f"{c}_j"), iv.pue or 1.0) for iv in intervals] for c in COLORS
     }
     e_factor, e_unit = energy_unit(max(iv.energy_kwh for iv in intervals))
     m_factor, m_unit = mass_unit(max(iv.co2_kg for iv in intervals))
@@ -95,7 +86,7 @@ def energy_by_component(run, path: str | os.PathLike) -> Path:
         )
         energy_bottom = [b + h for b, h in zip(energy_bottom, heights, strict=True)]
         co2 = [
-            v * (iv.intensity_g_per_kwh or 0.0) / 1000.0 * m_factor
+            co2_kg(v, iv.intensity_g_per_kwh or 0.0) * m_factor
             for v, iv in zip(kwh, intervals, strict=True)
         ]
         co2_ax.bar(positions, co2, bottom=co2_bottom, color=color, label=component.upper())
@@ -133,10 +124,10 @@ def cumulative_co2(run, path: str | os.PathLike) -> Path:
     """The run's CO2 so far against elapsed time, a marker at each interval's end."""
     seconds, kg = cumulative(run)
     if len(seconds) < 2:
-        raise ValueError("the run has no recorded interval to plot")
+        raise ConfigurationError("the run has no recorded interval to plot")
     figure, (ax,) = _figure()
     m_factor, m_unit = mass_unit(kg[-1])
-    t_factor, t_unit = (1 / 3600, "h") if seconds[-1] >= 7200 else (1 / 60, "min")
+    t_factor, t_unit = (1 / SECONDS_PER_HOUR, "h") if seconds[-1] >= 7200 else (1 / 60, "min")
     if seconds[-1] < 120:
         t_factor, t_unit = 1.0, "s"
     ax.plot(
@@ -175,7 +166,7 @@ def co2_vs_metric(
     """Each run's `metric` against its cumulative CO2, with the target as a dashed line."""
     points = [(run, *metric_points(run, metric)) for run in runs]
     if not any(xs for _, xs, _ in points):
-        raise ValueError(f"no run reported the metric {metric!r}")
+        raise ConfigurationError(f"no run reported the metric {metric!r}")
     figure, (ax,) = _figure(height_in=4.0)
     m_factor, m_unit = mass_unit(max(x for _, xs, _ in points for x in xs or [0.0]))
     for index, (run, xs, ys) in enumerate(points):

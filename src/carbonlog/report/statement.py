@@ -1,27 +1,43 @@
-"""The paper-style emissions statement of a measured run, in Markdown or LaTeX.
+"""The paper-style emissions statements, in Markdown or LaTeX: the calculator's and a run's.
 
-It follows the wording of the ML CO2 Impact calculator's statement (carbonlog.estimate),
-with the measured figures in place of TDP x hours: the run's duration, the devices
-measured and how, its facility energy, the intensity with its source and year, the PUE,
-and the CO2. A run is a ledger RunRecord or a Tracker Summary (both carry the same facts).
+`estimate_statement` follows the ML CO2 Impact calculator's wording for an Estimate (TDP x
+hours). `statement` keeps that wording with the measured figures in its place: the run's
+duration, the devices measured and how, its facility energy, the intensity with its source
+and year, the PUE, and the CO2. A run is a ledger RunRecord or a Tracker Summary (both carry
+the same facts).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from carbonlog.estimate import (
-    ARXIV_URL,
-    BIBTEX,
-    CITATION,
-    format_figure,
-    latex_escape,
-    where_phrase,
-)
+from carbonlog.errors import ConfigurationError
+from carbonlog.report.text import SECONDS_PER_HOUR
+from carbonlog.units import G_PER_KG, co2_kg
+
+if TYPE_CHECKING:
+    from carbonlog.estimate import Estimate
 
 FORMATS = ("markdown", "latex")
-__all__ = ["BIBTEX", "FORMATS", "hardware_phrase", "measured_with", "statement"]
+CITATION = "Lacoste et al. 2019"
+ARXIV_URL = "https://arxiv.org/abs/1910.09700"
+BIBTEX = """@article{lacoste2019quantifying,
+  title={Quantifying the Carbon Emissions of Machine Learning},
+  author={Lacoste, Alexandre and Luccioni, Alexandra and Schmidt, Victor and Dandres, Thomas},
+  journal={arXiv preprint arXiv:1910.09700},
+  year={2019}
+}"""
+__all__ = [
+    "BIBTEX",
+    "FORMATS",
+    "estimate_statement",
+    "hardware_phrase",
+    "measured_with",
+    "statement",
+]
 
 # How each meter method reads in a sentence.
 _METHODS = {
@@ -33,6 +49,42 @@ _METHODS = {
     "model: W per GiB": "a W per GiB model",
 }
 _MEASURED = ("counter", "sampled instant power", "sampled 1 s average power", "rapl")
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """`text` with LaTeX's special characters escaped."""
+    return re.sub(r"[\\&%$#_{}]", lambda m: _LATEX[m.group()], text)
+
+
+def format_figure(value: float) -> str:
+    """Two decimals, or two significant digits for small values: 0.0042, 3.99, 1234.5."""
+    if value == 0 or abs(value) >= 0.1:
+        return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:,.0f}"
+    return f"{value:.2g}"
+
+
+def where_phrase(site: Mapping, esc: Callable[[str], str] = str) -> str:
+    """Where the power was drawn, as the calculator says it; `site` as Site.describe() gives it."""
+    provider = site.get("provider")
+    code = str(site.get("location") or "")
+    if provider and ":" in code:
+        from carbonlog.intensity.tables import tables
+
+        name = tables().providers.get(provider, (provider, provider))[1]
+        return f"{esc(name)} in region {esc(code.split(':', 1)[1])}"
+    if site.get("kind") in ("country", "subdivision") and site.get("name"):
+        return f"a private infrastructure in {esc(str(site['name']))}"
+    return "a private infrastructure"
 
 
 def hardware_phrase(hardware: Mapping[str, list]) -> str:
@@ -62,6 +114,48 @@ def measured_with(hardware: Mapping[str, list], estimated: set[str]) -> str:
     return ", ".join(parts) or "no meter"
 
 
+def _style(format: str) -> tuple[bool, Callable[[str], str], str]:
+    """(latex, escape, the kgCO2eq unit) of a format; a ConfigurationError for another."""
+    if format not in FORMATS:
+        raise ConfigurationError(f"format must be 'markdown' or 'latex', got {format!r}")
+    latex = format == "latex"
+    return latex, (latex_escape if latex else str), ("kgCO$_2$eq" if latex else "kgCO₂eq")
+
+
+def _offset(ratio: float) -> str:
+    return (
+        f" of which {format_figure(ratio * 100)} percents were directly offset by the "
+        "cloud provider"
+    )
+
+
+def _cite(latex: bool, sentence: str) -> str:
+    """The closing sentence, citing Lacoste et al. 2019."""
+    if latex:
+        return f".\n{sentence} \\cite{{lacoste2019quantifying}}."
+    return f".\n{sentence} [{CITATION}]({ARXIV_URL})."
+
+
+def estimate_statement(estimate: Estimate, format: str = "markdown") -> str:
+    """The ML CO2 Impact calculator's emissions statement of an Estimate."""
+    latex, esc, co2eq = _style(format)
+    grid = estimate.grid
+    site = {"provider": grid.provider, "location": grid.code, "kind": grid.kind, "name": grid.name}
+    pue = f" and a power usage effectiveness of {estimate.pue:g}" if estimate.pue != 1.0 else ""
+    text = (
+        f"Experiments were conducted using {where_phrase(site, esc)}, which has a carbon "
+        f"efficiency of {format_figure(co2_kg(1.0, grid.g_per_kwh))} {co2eq}/kWh{pue}. "
+        f"A cumulative of {format_figure(estimate.device_hours)} hours of computation was "
+        f"performed on hardware of type {esc(estimate.hardware.name)} (TDP of "
+        f"{estimate.tdp_w:g}W). Total emissions are estimated to be "
+        f"{format_figure(estimate.co2_kg)} {co2eq}"
+    )
+    if grid.provider:
+        text += _offset(estimate.offset_ratio)
+    tool = "carbonlog's estimate(), following the ML CO2 Impact calculator presented in"
+    return text + _cite(latex, f"Estimations were conducted using {tool}")
+
+
 def _duration_s(run) -> float:
     """The run's duration; for a killed run, the sum of its stored intervals."""
     if getattr(run, "duration_s", None):
@@ -73,7 +167,7 @@ def _intensity(run) -> tuple[float, bool]:
     """(g CO2e/kWh, varied): the run's own ratio, which is the mean when a live source varied."""
     values = {iv.intensity_g_per_kwh for iv in run.intervals if iv.intensity_g_per_kwh is not None}
     if len(values) > 1 and run.energy_kwh > 0:
-        return run.co2_kg / run.energy_kwh * 1000.0, True
+        return run.co2_kg * G_PER_KG / run.energy_kwh, True
     if values:
         return values.pop(), False
     return float(run.site.get("g_per_kwh") or 0.0), False
@@ -81,11 +175,7 @@ def _intensity(run) -> tuple[float, bool]:
 
 def statement(run, format: str = "markdown") -> str:
     """The emissions statement of a measured run (a ledger RunRecord or a Summary)."""
-    if format not in FORMATS:
-        raise ValueError(f"format must be 'markdown' or 'latex', got {format!r}")
-    latex = format == "latex"
-    esc = latex_escape if latex else str
-    co2eq = "kgCO$_2$eq" if latex else "kgCO₂eq"
+    latex, esc, co2eq = _style(format)
     site = run.site or {}
     g_per_kwh, varied = _intensity(run)
     source = str(site.get("source") or "unknown source")
@@ -102,20 +192,15 @@ def statement(run, format: str = "markdown") -> str:
     estimated = {c for iv in run.intervals for c in iv.estimated}
     text = (
         f"Experiments were conducted using {where_phrase(site, esc)}, which has a carbon "
-        f"efficiency of {format_figure(g_per_kwh / 1000)} {co2eq}/kWh ({esc(source)}){pue_text}. "
-        f"Training ran for {format_figure(_duration_s(run) / 3600)} hours on "
-        f"{esc(hardware_phrase(run.hardware))} and "
-        f"used {format_figure(run.energy_kwh)} kWh of electricity at the facility, measured with "
+        f"efficiency of {format_figure(co2_kg(1.0, g_per_kwh))} {co2eq}/kWh ({esc(source)})"
+        f"{pue_text}. Training ran for {format_figure(_duration_s(run) / SECONDS_PER_HOUR)} "
+        f"hours on {esc(hardware_phrase(run.hardware))} and used "
+        f"{format_figure(run.energy_kwh)} kWh of electricity at the facility, measured with "
         f"{esc(measured_with(run.hardware, estimated))}. Total emissions are "
         f"{format_figure(run.co2_kg)} {co2eq}"
     )
     offset = float(site.get("offset_ratio") or 0.0)
     if site.get("provider") and offset > 0:
-        text += (
-            f" of which {format_figure(offset * 100)} percents were directly offset by the "
-            "cloud provider"
-        )
+        text += _offset(offset)
     tool = "carbonlog, following the methodology presented in"
-    if latex:
-        return text + f".\nEmissions were measured using {tool} \\cite{{lacoste2019quantifying}}."
-    return text + f".\nEmissions were measured using {tool} [{CITATION}]({ARXIV_URL})."
+    return text + _cite(latex, f"Emissions were measured using {tool}")

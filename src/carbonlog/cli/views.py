@@ -1,0 +1,265 @@
+"""How each subcommand shows what it found: JSON for --json, else text through carbonlog.report.
+
+Each view takes the command's data and the parsed arguments and prints to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict
+
+from carbonlog.cli.commands import run_filters
+from carbonlog.report.rows import interval_rows
+from carbonlog.report.text import (
+    format_co2,
+    format_date,
+    format_kwh,
+    format_summary,
+    pairs,
+    paragraphs,
+    summary_table,
+    table,
+)
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: they become null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _print_json(value) -> None:
+    """`value` as indented JSON, NaN and infinity as null."""
+    print(json.dumps(_finite(value), indent=2, default=str, ensure_ascii=False))
+
+
+def _source(source: str | None, year: int | None) -> str | None:
+    """`Ember, 2023`: a figure's source with its year, when known."""
+    return f"{source}, {year}" if year else source
+
+
+def demo(summary, args: argparse.Namespace) -> None:
+    """The demo run's table of intervals, then its totals line."""
+    print(summary_table(summary))
+    print(format_summary(summary, "demo"))
+
+
+def estimate(found, args: argparse.Namespace) -> None:
+    """The Estimate's facts and equivalents, the cleanest region, other hardware, the statement."""
+    from carbonlog.equivalents import describe_all, equivalents
+
+    if args.json:
+        statements = {f: found.statement(f) for f in ("markdown", "latex")}
+        extra = {"equivalents": equivalents(found.co2_kg), "statement": statements}
+        _print_json({**found.to_dict(), **extra})
+        return
+    grid = found.grid
+    offset = f", {found.offset_ratio:.0%} offset by the provider" if found.offset_ratio else ""
+    facts = [
+        ("hardware", f"{found.count} x {found.hardware.name} (TDP {found.tdp_w:g} W)"),
+        ("time", f"{found.hours:g} h, {found.device_hours:g} device-hours"),
+        ("location", f"{grid.code}: {grid.name}"),
+        ("intensity", f"{grid.g_per_kwh:.4g} g CO2e/kWh ({_source(grid.source, grid.year)})"),
+        ("PUE", f"{found.pue:g} ({found.pue_source})"),
+        ("energy", f"{found.energy_kwh:.4g} kWh at the facility"),
+        ("CO2", f"{format_co2(found.co2_kg)}{offset}"),
+        ("that is", "; ".join(describe_all(found.co2_kg))),
+    ]
+    print(pairs(facts))
+    if found.cleanest is not None:
+        factor = found.cleanest_factor
+        times = "the same" if factor is None or factor <= 1 else f"{factor:.3g}x less"
+        cleanest = found.cleanest
+        line = (
+            f"cleanest {grid.provider} region: {cleanest.code} ({cleanest.name}): "
+            f"{format_co2(found.cleanest_co2_kg)}, {times}"
+        )
+        print("\n" + paragraphs(line))
+    if found.comparisons:
+        print(f"\nthe same work (same FLOPs at peak) on other hardware at {grid.code}:")
+        rows = [
+            (
+                c.hardware.name,
+                c.precision,
+                f"{c.device_hours:.4g}",
+                f"{c.energy_kwh:.4g}",
+                format_co2(c.co2_kg),
+                f"{c.factor:.2f}x",
+            )
+            for c in found.comparisons
+        ]
+        headers = ("hardware", "peak", "device-h", "kWh", "CO2", "vs " + found.hardware.name)
+        print(table(headers, rows, right=(2, 3, 4, 5), shrink=(0, 5)))
+    print("\nstatement:\n" + found.statement(args.format))
+
+
+def intensity(found, args: argparse.Namespace) -> None:
+    """A location's Grid, or the environment's site facts (a dict with `configured_by`)."""
+    if isinstance(found, dict):
+        facts = found
+        shown = [
+            ("location", f"{facts['location']}: {facts['name']}"),
+            ("intensity", f"{facts['g_per_kwh']:.4g} g CO2e/kWh"),
+            ("source", _source(facts["source"], facts["year"])),
+            ("PUE", f"{facts['pue']:g} ({facts['pue_source']})"),
+            ("set by", facts["configured_by"]),
+        ]
+    else:
+        grid, facts = found, asdict(found)
+        shown = [
+            ("location", f"{grid.code}: {grid.name}"),
+            ("intensity", f"{grid.g_per_kwh:.4g} g CO2e/kWh"),
+            ("source", _source(grid.source, grid.year)),
+        ]
+        if grid.kind == "cloud":
+            shown += [
+                ("grid", grid.location),
+                ("PUE", f"{grid.pue:g} ({grid.pue_source})" if grid.pue else "not published"),
+                ("offset", f"{grid.offset_ratio:.0%} by the provider"),
+            ]
+    if args.json:
+        _print_json(facts)
+    else:
+        print(pairs(shown))
+
+
+def regions(found, args: argparse.Namespace) -> None:
+    """The regions as a table, with how they are sorted."""
+    if args.json:
+        _print_json([asdict(g) for g in found])
+        return
+    rows = [
+        (
+            g.code,
+            g.name.split(" (", 1)[1].rstrip(")") if " (" in g.name else g.location,
+            f"{g.g_per_kwh:.0f}",
+            f"{g.pue:g}" if g.pue else "-",
+            f"{g.g_per_kwh * (g.pue or 1.0):.0f}",
+            g.year,
+        )
+        for g in found
+    ]
+    headers = ("region", "where", "g/kWh", "PUE", "x PUE", "year")
+    print(table(headers, rows, right=(2, 3, 4, 5), shrink=(0, 1)))
+    order = "cleanest first (g/kWh x PUE)" if args.sort else "by name; --sort for cleanest first"
+    print(f"{len(rows)} regions, {order}")
+
+
+def runs(found, args: argparse.Namespace) -> None:
+    """The runs, or with --by the totals per group."""
+    if args.json:
+        _print_json([r.to_dict() for r in found])
+    elif args.by:
+        rows = [
+            (
+                "-" if g.key is None else g.key,
+                g.runs,
+                ", ".join(f"{n} {s}" for s, n in sorted(g.statuses.items())),
+                format_kwh(g.energy_kwh),
+                format_co2(g.co2_kg),
+                format_co2(g.completed_co2_kg),
+            )
+            for g in found
+        ]
+        headers = (args.by, "runs", "statuses", "kWh", "CO2", "completed")
+        print(table(headers, rows, right=(1, 3, 4, 5), shrink=(0, 2)))
+    elif not found:
+        print("no runs match" if any(run_filters(args).values()) else "no runs recorded yet")
+    else:
+        rows = [
+            (
+                r.id,
+                r.name,
+                r.task,
+                r.model,
+                r.status,
+                r.epochs,
+                format_kwh(r.energy_kwh),
+                format_co2(r.co2_kg),
+                format_date(r.started_at),
+            )
+            for r in found
+        ]
+        headers = ("id", "name", "task", "model", "status", "ep", "kWh", "CO2", "started")
+        print(table(headers, rows, right=(0, 5, 6, 7), shrink=(1, 2, 3)))
+
+
+def runs_show(run, args: argparse.Namespace) -> None:
+    """A run's facts, then its intervals as a table."""
+    from carbonlog.report.statement import hardware_phrase
+
+    if args.json:
+        _print_json(run.to_dict())
+        return
+    site = run.site or {}
+    source = _source(site.get("source"), site.get("year"))
+    facts = [
+        ("run", run.label),
+        ("status", run.status + (f" ({run.stop_reason})" if run.stop_reason else "")),
+        ("framework", " / ".join(filter(None, (run.framework, run.stage)))),
+        ("model", run.model),
+        ("base model", run.base_model),
+        ("task", run.task),
+        ("tags", ", ".join(run.tags)),
+        ("started", format_date(run.started_at)),
+        ("hardware", hardware_phrase(run.hardware)),
+        ("location", f"{run.location}: {site.get('name')}" if run.location else None),
+        ("intensity", f"{site.get('g_per_kwh') or 0:.4g} g CO2e/kWh ({source})"),
+        ("PUE", f"{site.get('pue') or 1.0:g} ({site.get('pue_source') or 'default'})"),
+        ("energy", f"{run.energy_kwh:.4g} kWh at the facility"),
+        ("CO2", format_co2(run.co2_kg)),
+    ]
+    print(pairs(facts))
+    if run.intervals:
+        rows = [
+            (
+                row.label,
+                f"{row.duration_s:.1f}",
+                format_kwh(row.gpu_kwh),
+                format_kwh(row.cpu_kwh),
+                format_kwh(row.ram_kwh),
+                format_kwh(row.energy_kwh),
+                format_co2(row.co2_kg),
+                ",".join(row.estimated) or "-",
+            )
+            for row in interval_rows(run.intervals)
+        ]
+        headers = ("epoch", "s", "GPU kWh", "CPU kWh", "RAM kWh", "kWh", "CO2", "estimated")
+        print("\n" + table(headers, rows, right=range(1, 7), shrink=(0, 7)))
+
+
+def compare(comparison, args: argparse.Namespace) -> None:
+    """Both runs side by side, and the verdict."""
+    if args.json:
+        _print_json(comparison.to_dict())
+    else:
+        print(comparison.table())
+
+
+def report(files, args: argparse.Namespace) -> None:
+    """Where the HTML page (and, with --json, each plot) was written."""
+    if args.json:
+        _print_json({"html": str(files.html), "plots": {k: str(p) for k, p in files.plots.items()}})
+    else:
+        print(files.html)
+
+
+def statement(run, args: argparse.Namespace) -> None:
+    """The run's emissions statement, with the BibTeX to cite when asked."""
+    from carbonlog.report.statement import BIBTEX
+    from carbonlog.report.statement import statement as measured
+
+    text = measured(run, args.format)
+    if args.json:
+        _print_json({"run": run.id, "format": args.format, "statement": text, "bibtex": BIBTEX})
+        return
+    print(text)
+    if args.bibtex:
+        print("\n" + BIBTEX)

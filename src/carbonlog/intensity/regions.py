@@ -1,0 +1,22 @@
+"""Choosing where to run: the same provider's cloud region with the least CO2 for some energy."""
+
+from __future__ import annotations
+
+from carbonlog.intensity.tables import Grid, tables
+from carbonlog.units import co2_kg
+
+
+def cleanest_region(
+    grid: Grid, device_kwh: float, user_pue: float | None
+) -> tuple[Grid | None, float | None]:
+    """The same provider's region with the least CO2 for this energy (its own PUE unless set)."""
+    if grid.provider is None:
+        return None, None
+
+    def kg(region: Grid) -> float:
+        pue = user_pue if user_pue is not None else (region.pue or 1.0)
+        return co2_kg(device_kwh * pue, region.g_per_kwh)
+
+    regions = [g for g in tables().clouds.values() if g.provider == grid.provider]
+    best = min(regions, key=kg)
+    return best, kg(best)
