@@ -56,6 +56,3 @@ class Ranks:
         )
 
 
-def no_reduce(values: Sequence[float]) -> Sequence[float]:
-    """The single-process sum: the values themselves."""
-    return values

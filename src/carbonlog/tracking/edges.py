@@ -8,7 +8,8 @@ before the failure is carried at the meter's mean measured power, said once per 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from carbonlog._log import logger, warn_once
 from carbonlog.meters import COMPONENTS, ConstantPowerMeter, Meter
@@ -38,14 +39,13 @@ class _Slot:
         return self.measured_j / self.measured_s if self.measured_s > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """This process's joules over a stretch of time: wall-clock start, length, estimates."""
 
     started_at_s: float
     duration_s: float
     joules: Joules
-    estimated: frozenset[str] = field(default_factory=frozenset)
+    estimated: frozenset[str] = frozenset()
 
 
 class Edges:

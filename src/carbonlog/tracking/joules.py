@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from carbonlog.meters.base import COMPONENTS
 
 
-@dataclass(frozen=True)
-class Joules:
-    """Energy in joules drawn by the GPUs, the CPU and the RAM."""
+class Joules(NamedTuple):
+    """Energy in joules drawn by the GPUs, the CPU and the RAM (a tuple: cheap per mark)."""
 
     gpu_j: float = 0.0
     cpu_j: float = 0.0
@@ -19,7 +18,8 @@ class Joules:
     @classmethod
     def of(cls, by_component: dict[str, float]) -> Joules:
         """From {"gpu": J, "cpu": J, "ram": J}; missing components are zero."""
-        return cls(*(float(by_component.get(c, 0.0)) for c in COMPONENTS))
+        get = by_component.get
+        return cls(float(get("gpu", 0.0)), float(get("cpu", 0.0)), float(get("ram", 0.0)))
 
     @classmethod
     def from_vector(cls, values: Sequence[float]) -> Joules:
@@ -29,15 +29,15 @@ class Joules:
 
     def vector(self) -> list[float]:
         """The three figures in COMPONENTS order, for a sum over ranks."""
-        return [self.gpu_j, self.cpu_j, self.ram_j]
+        return list(self)
 
     def by_component(self) -> dict[str, float]:
-        return dict(zip(COMPONENTS, self.vector(), strict=True))
+        return dict(zip(COMPONENTS, self, strict=True))
 
     @property
     def device_j(self) -> float:
         """All components together, at the devices (before PUE)."""
         return self.gpu_j + self.cpu_j + self.ram_j
 
-    def __add__(self, other: Joules) -> Joules:
+    def __add__(self, other: Joules) -> Joules:  # a sum of energies, not tuple concatenation
         return Joules(self.gpu_j + other.gpu_j, self.cpu_j + other.cpu_j, self.ram_j + other.ram_j)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from carbonlog._log import warn_once
-from carbonlog.distributed import ReduceFn, no_reduce
+from carbonlog.distributed import ReduceFn
 from carbonlog.tracking.joules import Joules
 
 SyncFn = Callable[[], None]
@@ -49,9 +49,11 @@ def sum_over_ranks(reduce: ReduceFn | None, *parts: Joules) -> tuple[Joules, ...
 
     On failure each process keeps its own figures (said once), so training goes on.
     """
+    if reduce is None:  # a single process: its figures are the sum
+        return parts
     local = [value for part in parts for value in part.vector()]
     try:
-        summed = [float(v) for v in (reduce or no_reduce)(local)]
+        summed = [float(v) for v in reduce(local)]
     except Exception as exc:
         warn_once(
             "reduce",
@@ -59,5 +61,5 @@ def sum_over_ranks(reduce: ReduceFn | None, *parts: Joules) -> tuple[Joules, ...
             "this process logs its own energy only",
         )
         summed = local
-    width = len(Joules().vector())
+    width = len(Joules._fields)
     return tuple(Joules.from_vector(summed[i * width : (i + 1) * width]) for i in range(len(parts)))
