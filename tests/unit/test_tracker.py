@@ -93,7 +93,7 @@ def test_context_manager_records_failure_status():
 def test_hardware_fault_degrades_to_estimate_with_one_warning(monkeypatch, caplog):
     flaky = FlakyMeter(100.0, fail_at=3)
     monkeypatch.setattr(carbonlog.meters, "build_meters", lambda **_: [flaky])
-    tracker = constant_tracker().start()
+    tracker = constant_tracker(power_w=None, cpu=None, ram=False).start()
     with caplog.at_level(logging.WARNING, logger="carbonlog"):
         first = []
         for _ in range(2):

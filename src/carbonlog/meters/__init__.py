@@ -88,6 +88,7 @@ def _rapl_meters(
             f"rapl-permission:{powercap_root}",
             "carbonlog: RAPL energy counters are not readable by this user, so CPU and "
             f"RAM energy are estimated from models; {PERMISSION_HINT}",
+            own=True,
         )
         return {}
     if required and "cpu" not in meters:
@@ -104,10 +105,12 @@ def build_meters(
     powercap_root: Path | str = "/sys/class/powercap",
     nvml: ModuleType | None = None,
     hwmon_root: Path | str = "/sys/class/hwmon",
+    local_rank: int | None = None,
 ) -> list[Meter]:
     """One meter per measured component, in the order gpu, cpu, ram.
 
-    gpus: "auto" (every GPU CUDA shows this process), CUDA indices, or None/False for none.
+    gpus: "auto" (every GPU CUDA shows this process; with `local_rank`, one process of several
+    on the node, the one it drives), CUDA indices, or None/False for none.
     cpu: "auto" (RAPL if readable, else the TDP model), "rapl", "model", or None/False.
     ram: RAPL DRAM where cpu RAPL is in use and readable, else the W/GiB model.
     power_w: {component: watts} forces that component to a constant power, whatever the
@@ -122,7 +125,7 @@ def build_meters(
     forced = dict(power_w or {})
     meters: list[Meter] = []
     try:
-        meters.extend(_open_one("gpu", lambda: _gpu_meters(gpus, forced, nvml)))
+        meters.extend(_open_one("gpu", lambda: _gpu_meters(gpus, forced, nvml, local_rank)))
         if host:
             rapl = _rapl_for_host(cpu, ram, forced, powercap_root, hwmon_root)
             meters.extend(_open_one("cpu", lambda: _cpu_meters(cpu, forced, rapl)))
@@ -147,6 +150,7 @@ def _open_one(component: str, opener: Callable[[], list[Meter]]) -> list[Meter]:
             f"meter-open:{component}",
             f"carbonlog: the {component} meter could not be opened ({exc}); "
             f"{component} energy is not measured in this run",
+            own=True,
         )
         return []
 
@@ -155,14 +159,16 @@ def _constant(component: str, forced: dict[str, float]) -> list[Meter]:
     return [ConstantPowerMeter(component, forced[component], "constant power (power_w)")]
 
 
-def _gpu_meters(gpus, forced: dict[str, float], nvml: ModuleType | None) -> list[Meter]:
+def _gpu_meters(
+    gpus, forced: dict[str, float], nvml: ModuleType | None, local_rank: int | None
+) -> list[Meter]:
     if "gpu" in forced:
         return _constant("gpu", forced)
     if gpus in (None, False):
         return []
     from carbonlog.meters.nvml import open_gpu_meter
 
-    gpu = open_gpu_meter(gpus, nvml=nvml)
+    gpu = open_gpu_meter(gpus, nvml=nvml, local_rank=local_rank)
     return [gpu] if gpu is not None else []
 
 

@@ -91,6 +91,7 @@ def _physical_gpus(nvml: ModuleType, env: Mapping[str, str]) -> list[tuple[str, 
             "CUDA_DEVICE_ORDER is not PCI_BUS_ID; CUDA may number them fastest first. "
             "Set CUDA_DEVICE_ORDER=PCI_BUS_ID or list UUIDs in CUDA_VISIBLE_DEVICES "
             "so that carbonlog measures the GPUs CUDA uses",
+            own=True,
         )
     return [(uuid, handle) for _, uuid, handle in sorted(gpus, key=lambda g: g[0])]
 
@@ -186,6 +187,7 @@ def _describe(nvml: ModuleType, index: int, uuid: str, parent_uuid: str) -> GpuD
         warn_once(
             f"nvml-unreadable:{parent_uuid}",
             f"carbonlog: GPU {parent_uuid} reports neither energy nor power; not measured",
+            own=True,
         )
         return None
     try:
@@ -207,11 +209,13 @@ def open_gpu_meter(
     gpus: str | Sequence[int] = "auto",
     nvml: ModuleType | None = None,
     environ: Mapping[str, str] | None = None,
+    local_rank: int | None = None,
 ) -> NvmlMeter | None:
     """The GPU meter of this process, or None where there is no NVML library or no GPU.
 
-    `gpus`: "auto" (every GPU CUDA shows this process) or CUDA indices within those (a DDP
-    rank passes its own device). `nvml`: the pynvml module (injectable for tests).
+    `gpus`: "auto" (every GPU CUDA shows this process; with `local_rank`, the one that process
+    of several on the node drives) or CUDA indices within those (a DDP rank passes its own
+    device). `nvml`: the pynvml module (injectable for tests).
     Raises ConfigurationError for an index this process cannot see.
     """
     if nvml is None:
@@ -227,7 +231,12 @@ def open_gpu_meter(
         return None
     try:
         visible = visible_gpus(nvml, environ)
-        wanted = range(len(visible)) if gpus == "auto" else list(dict.fromkeys(gpus))
+        if gpus != "auto":
+            wanted = list(dict.fromkeys(gpus))
+        elif local_rank is None:
+            wanted = range(len(visible))
+        else:
+            wanted = _driven_by(local_rank, len(visible))
         outside = [i for i in wanted if not 0 <= i < len(visible)]
         if outside:
             raise ConfigurationError(
@@ -248,6 +257,7 @@ def open_gpu_meter(
         warn_once(
             "nvml-open",
             f"carbonlog: NVML failed while listing GPUs ({exc}); GPU energy is not measured",
+            own=True,
         )
         return None
     except BaseException:
@@ -257,6 +267,22 @@ def open_gpu_meter(
         nvml.nvmlShutdown()
         return None
     return NvmlMeter(nvml, devices)
+
+
+def _driven_by(local_rank: int, visible: int) -> list[int]:
+    """The CUDA index that local rank drives: the only GPU it sees (one GPU per process, as
+    SLURM's --gpus-per-task gives), else the one at its local rank."""
+    if visible == 1:
+        return [0]
+    if local_rank < visible:
+        return [local_rank]
+    warn_once(
+        "gpu-local-rank",
+        f"carbonlog: local rank {local_rank} sees {visible} GPUs, none of them its own; "
+        "its GPU energy is not measured: pass gpus=[index of the GPU it drives]",
+        own=True,
+    )
+    return []
 
 
 class NvmlMeter:

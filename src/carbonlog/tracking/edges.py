@@ -58,6 +58,11 @@ class Edges:
         self._edge_wall_s = self._peek_wall_s = 0.0
 
     @property
+    def components(self) -> frozenset[str]:
+        """The components this process has a meter for."""
+        return frozenset(slot.meter.component for slot in self._slots)
+
+    @property
     def elapsed_s(self) -> float:
         """From the first edge to the last: the run's time, not a sum's wait."""
         return self._edge_s - self._first_s
@@ -178,6 +183,7 @@ class Edges:
             f"degrade:{failed.component}",
             f"carbonlog: the {failed.component} meter failed ({exc}); "
             f"{failed.component} energy is estimated from now on",
+            own=True,
         )
 
 

@@ -1,17 +1,34 @@
 """Observes a run's intervals and writes them to the ledger, on global rank zero only.
 
-The ledger is given a frozen RunInfo and Intervals, never the tracker. A ledger that cannot
-be opened or written never stops training: the run goes on with its totals in memory.
+The ledger is given a frozen RunInfo and Intervals, never the tracker. The training loop never
+waits on it: a write gives up after WRITE_TIMEOUT_S when another process holds the ledger
+locked, and a write that cannot be made now (the lock, a full disk) is kept, in order, in a
+bounded queue that the next mark and stop flush; the run's beginning is retried the same way.
+A run whose writes could not all be made is closed "incomplete", never "completed". A ledger
+that cannot be used at all never stops training: the run goes on with its totals in memory.
+Whatever a run loses is said once per run, so a second lost run in a notebook is told too.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 
-from carbonlog._log import warn_once
+from carbonlog._log import logger, warn_once
 from carbonlog.interval import Interval
 from carbonlog.tracking.budget import Budget
+
+WRITE_TIMEOUT_S = 0.05
+"""How long one training-loop write waits for another process's lock (readers wait longer)."""
+QUEUE_MAX = 1000
+"""Writes kept while the ledger cannot take them (about a kilobyte each); later ones are lost."""
+
+_runs = itertools.count(1)
 
 
 def describe_run(
@@ -50,6 +67,13 @@ class Recorder:
         self._wanted = ledger
         self.ledger = None
         self.run_id: int | None = None
+        self._begin: tuple | None = None  # (info, resume_run_id) once begin() was called
+        self._pending: deque[Callable] = deque()  # write(ledger, run_id), oldest first
+        self._lost = 0
+        self._busy: Exception | None = None  # why the last flush stopped
+        self._unusable = False
+        self._said = f"ledger-run-{next(_runs)}"  # say-once key of this run
+        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -57,45 +81,137 @@ class Recorder:
         return bool(self._wanted)
 
     def begin(self, info, resume_run_id: int | None) -> None:
-        """Open the ledger and begin the run, or reopen `resume_run_id` when it exists."""
-        try:
-            from carbonlog.ledger import Ledger
-
-            self.ledger = Ledger(None if self._wanted is True else self._wanted)
-            if resume_run_id is not None and self.ledger.resume_run(resume_run_id):
-                self.run_id = resume_run_id
-            else:
-                self.run_id = self.ledger.begin_run(info)
-        except Exception as exc:
-            self.ledger = None
-            warn_once(
-                "ledger",
-                f"carbonlog: the run ledger is unavailable ({exc}); "
-                "training goes on and totals are kept in memory",
-            )
+        """Open the ledger and begin the run, or reopen `resume_run_id` when it exists; when
+        the ledger cannot take it now, at a later mark."""
+        with self._lock:
+            if info.started_at is None:
+                info = dataclasses.replace(info, started_at=time.time())
+            self._begin = (info, resume_run_id)
+            self._flush()
 
     def interval(self, interval: Interval, metrics: Mapping[str, float] | None) -> None:
         """Store a closed interval with the framework's metrics for it."""
-        if self.ledger is not None:
-            self._guarded(self.ledger.add_interval, self.run_id, interval, dict(metrics or {}))
+        values = dict(metrics or {})
+        self._keep(lambda ledger, run_id: ledger.add_interval(run_id, interval, values))
 
     def annotate(self, interval: Interval, metrics: Mapping[str, float]) -> None:
         """Add metrics the framework reported after `interval` closed (its evaluation)."""
-        if self.ledger is not None and metrics:
-            self._guarded(self.ledger.add_metrics, self.run_id, interval, dict(metrics))
+        if metrics:
+            values = dict(metrics)
+            self._keep(lambda ledger, run_id: ledger.add_metrics(run_id, interval, values))
 
     def end(self, status: str, stop_reason: str | None, duration_s: float) -> None:
-        """Close the run with the status the tracker decided, and the ledger with it."""
-        if self.ledger is not None:
-            self._guarded(self.ledger.end_run, self.run_id, status, stop_reason, duration_s)
-            self._guarded(self.ledger.close)
+        """Close the run with the status the tracker decided ("incomplete" for a completed
+        run that lost writes), and the ledger with it."""
+        with self._lock:
+            if self._begin is None or self._unusable:
+                return
+            self._flush()
+            if self.run_id is None:
+                self._say(
+                    f"carbonlog: the run ledger could not be written during the run "
+                    f"({self._busy}); this run is not recorded, its totals are in its summary"
+                )
+            else:
+                self._close(status, stop_reason, duration_s)
+            self._shut()
 
-    @staticmethod
-    def _guarded(write, *args) -> None:
+    # -- internals ---------------------------------------------------------------------------
+
+    def _keep(self, write: Callable) -> None:
+        """Queue `write` behind the writes still waiting, then make what can be made now."""
+        with self._lock:
+            if self._begin is None or self._unusable:
+                return
+            self._pending.append(write)
+            self._flush()
+            if len(self._pending) > QUEUE_MAX:
+                self._pending.pop()  # the newest: what is stored stays the run's beginning
+                self._lose(f"{QUEUE_MAX} writes are waiting ({self._busy})")
+
+    def _flush(self) -> None:
+        """Open, begin, then the queued writes in order, up to the first the ledger cannot
+        take now; the rest waits for the next call."""
         try:
-            write(*args)
+            if self.ledger is None:
+                from carbonlog.ledger import Ledger
+
+                path = None if self._wanted is True else self._wanted
+                self.ledger = Ledger(path, busy_timeout_s=WRITE_TIMEOUT_S)
+            if self.run_id is None:
+                self.run_id = self._begin_run()
+            while self._pending:
+                self._write(self._pending[0])
+                self._pending.popleft()
         except Exception as exc:
-            warn_once(
-                "ledger-write",
-                f"carbonlog: writing to the run ledger failed ({exc}); training goes on",
+            from carbonlog.ledger import LedgerBusy
+
+            if not isinstance(exc, LedgerBusy):  # the ledger cannot be opened or begun at all
+                self._unusable = True
+                self._shut()
+                self._say(
+                    f"carbonlog: the run ledger is unavailable ({exc}); "
+                    "training goes on and totals are kept in memory"
+                )
+                return
+            self._busy = exc
+            logger.debug("carbonlog: %d ledger writes wait: %s", len(self._pending), exc)
+
+    def _begin_run(self) -> int:
+        info, resume_run_id = self._begin
+        if resume_run_id is not None and self.ledger.resume_run(resume_run_id):
+            return resume_run_id
+        return self.ledger.begin_run(info)
+
+    def _write(self, write: Callable) -> None:
+        """One queued write; LedgerBusy goes up (retry it later), any other failure loses it."""
+        from carbonlog.ledger import LedgerBusy
+
+        try:
+            write(self.ledger, self.run_id)
+        except LedgerBusy:
+            raise
+        except Exception as exc:
+            self._lose(str(exc))
+
+    def _close(self, status: str, stop_reason: str | None, duration_s: float) -> None:
+        """End the begun run; writes still waiting are lost, so it is not "completed"."""
+        waiting = len(self._pending)
+        self._pending.clear()
+        self._lost += waiting
+        if self._lost:
+            status = "incomplete" if status == "completed" else status
+            note = f"{self._lost} writes to the ledger could not be made"
+            stop_reason = f"{stop_reason}; {note}" if stop_reason else note
+        try:
+            self.ledger.end_run(self.run_id, status, stop_reason, duration_s)
+        except Exception as exc:
+            lacking = f", without {self._lost} of its writes" if self._lost else ""
+            self._say(
+                f"carbonlog: the run ledger could not take the end of run {self.run_id} "
+                f'({exc}); it stays "running" there{lacking}'
             )
+            return
+        if waiting:
+            self._say(
+                f"carbonlog: the run ledger could not take {waiting} writes by the end of run "
+                f'{self.run_id} ({self._busy}); it is stored as "{status}"'
+            )
+
+    def _lose(self, why: str) -> None:
+        self._lost += 1
+        self._say(
+            f"carbonlog: a write to the run ledger was lost ({why}); training goes on, and "
+            f"run {self.run_id} will not be stored as completed"
+        )
+
+    def _say(self, message: str) -> None:
+        warn_once(self._said, message)
+
+    def _shut(self) -> None:
+        if self.ledger is not None:
+            ledger, self.ledger = self.ledger, None
+            try:
+                ledger.close()
+            except Exception as exc:  # closing a connection SQLite already gave up on
+                logger.debug("carbonlog: closing the run ledger: %s", exc)

@@ -1,33 +1,23 @@
 """Between the tracker and the processes around it: waiting for the device, and the one sum.
 
-Neither imports a framework: the device wait goes through one that is already loaded, and the
-sum through the `reduce` callable the adapter passes (its framework's all-reduce).
+Neither imports a framework: the device wait is a callable (frameworks.sync_loaded_frameworks
+by default), the sum the `reduce` callable the adapter passes (its framework's all-reduce).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from carbonlog._log import warn_once
 from carbonlog.distributed import ReduceFn
+from carbonlog.meters.base import COMPONENTS
 from carbonlog.tracking.joules import Joules
 
+if TYPE_CHECKING:
+    from carbonlog.tracking.edges import Window
+
 SyncFn = Callable[[], None]
-
-
-def sync_loaded_frameworks() -> None:
-    """Wait for queued GPU work, through a framework that is already loaded (never import one).
-
-    Without it the tail of one epoch's kernels lands in the next epoch's energy.
-    """
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        for index in range(torch.cuda.device_count()):
-            torch.cuda.synchronize(index)
-    jax = sys.modules.get("jax")
-    if jax is not None and hasattr(jax, "live_arrays"):
-        jax.block_until_ready(jax.live_arrays())
 
 
 def wait_for_devices(sync: SyncFn | None) -> None:
@@ -41,6 +31,7 @@ def wait_for_devices(sync: SyncFn | None) -> None:
             "sync",
             f"carbonlog: waiting for the device failed ({exc}); "
             "epoch edges may be off by the queued work",
+            own=True,
         )
 
 
@@ -59,7 +50,81 @@ def sum_over_ranks(reduce: ReduceFn | None, *parts: Joules) -> tuple[Joules, ...
             "reduce",
             f"carbonlog: summing over processes failed ({exc}); "
             "this process logs its own energy only",
+            own=True,
         )
         summed = local
     width = len(Joules._fields)
     return tuple(Joules.from_vector(summed[i * width : (i + 1) * width]) for i in range(len(parts)))
+
+
+class Contribution(NamedTuple):
+    """What one process brings to an interval's sum: its window (joules, which components it
+    estimated), the intensity if it owns the site (global rank zero; 0 elsewhere), and which
+    components it measured, or was asked to and could not."""
+
+    window: Window
+    g_per_kwh: float
+    measuring: frozenset[str]
+    unmeasured: frozenset[str]
+
+
+class Shared(NamedTuple):
+    """An interval as every rank holds it after the one sum: the window of summed joules,
+    flagged estimated where any rank estimated or missed a component, and the intensity."""
+
+    window: Window
+    g_per_kwh: float
+    measured_by: dict[str, int]
+    unmeasured_by: dict[str, int]
+
+    @property
+    def joules(self) -> Joules:
+        return self.window.joules
+
+
+def _flags(components: frozenset[str]) -> list[float]:
+    return [1.0 if c in components else 0.0 for c in COMPONENTS]
+
+
+def _counted(values: Sequence[float]) -> dict[str, int]:
+    return {c: round(v) for c, v in zip(COMPONENTS, values, strict=True)}
+
+
+def share_interval(reduce: ReduceFn | None, mine: Contribution) -> Shared | None:
+    """The interval summed over all processes in one float64 vector: joules, rank zero's
+    intensity, and per component how many ranks estimated, measured, or missed it.
+
+    None when the sum fails (said once): each process then keeps its own figures.
+    """
+    window = mine.window
+    local = [
+        *window.joules,
+        mine.g_per_kwh,
+        *_flags(window.estimated),
+        *_flags(mine.measuring),
+        *_flags(mine.unmeasured),
+    ]
+    if reduce is None:
+        summed = local
+    else:
+        try:
+            summed = [float(v) for v in reduce(local)]
+        except Exception as exc:
+            warn_once(
+                "reduce",
+                f"carbonlog: summing over processes failed ({exc}); "
+                "this process logs its own energy only",
+                own=True,
+            )
+            return None
+    w = len(COMPONENTS)  # the layout of `local`: joules, intensity, then three flag blocks
+    estimated = _counted(summed[w + 1 : 2 * w + 1])
+    unmeasured = _counted(summed[3 * w + 1 : 4 * w + 1])
+    flagged = frozenset(c for c in COMPONENTS if estimated[c] or unmeasured[c])
+    joules = Joules.from_vector(summed[:w])
+    return Shared(
+        window._replace(joules=joules, estimated=flagged),
+        summed[w],
+        _counted(summed[2 * w + 1 : 3 * w + 1]),
+        unmeasured,
+    )

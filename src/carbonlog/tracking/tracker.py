@@ -14,20 +14,21 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from carbonlog import units
-from carbonlog._log import logger, warn_once
+from carbonlog._log import say, use_ranks, warn_once
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.errors import ConfigurationError
 from carbonlog.interval import Interval, Summary
 from carbonlog.meters import COMPONENTS
 from carbonlog.tracking.budget import forecast_total
 from carbonlog.tracking.edges import Edges, Window
-from carbonlog.tracking.joules import Joules
+from carbonlog.tracking.frameworks import jax_local_gpus, sync_loaded_frameworks
 from carbonlog.tracking.options import check_options
 from carbonlog.tracking.recorder import Recorder, describe_run
-from carbonlog.tracking.sync import SyncFn, sum_over_ranks, sync_loaded_frameworks
+from carbonlog.tracking.sync import Contribution, Shared, SyncFn, share_interval, sum_over_ranks
 from carbonlog.tracking.totals import RunTotals
 
 EPOCH = "epoch"
+FROM_RANK_ZERO = "global rank 0's figure"
 INTERVALS_KEPT = 1000
 """Intervals held in memory: totals, forecast and budget need none of them, so a run of
 20,000 marks holds the last thousand (about 0.7 MB) and the ledger holds every one."""
@@ -85,14 +86,26 @@ class Tracker:
         self.site = checked.site
         self.budget = checked.budget
         self.ranks = ranks or Ranks.from_env()
+        use_ranks(self.ranks)
         self.run_name = run_name
         self.tags = tags
         self.run_info = dict(run_info or {})
         self.planned_epochs = planned_epochs
         self._meter_options = checked.meters
         self._reduce = reduce
+        self._owns_site = self.ranks.is_global_zero or reduce is None
+        self._intensity_used: tuple[float, str] | None = None
+        self._unmeasured: frozenset[str] = frozenset()
         self._sync = sync
         self._recorder = Recorder(ledger if self.ranks.is_global_zero else False)
+        if self.ranks.is_distributed and reduce is None:
+            warn_once(
+                "no-reduce",
+                f"carbonlog: this is one of {self.ranks.world_size} processes and the Tracker "
+                "has no reduce=, so each process counts only its own GPU and node share and "
+                "the ledger holds rank 0's share alone; pass reduce= (docs/distributed.md) "
+                "or use a framework callback",
+            )
         self._edges: Edges | None = None
         self._totals = RunTotals()
         self._resume_run_id: int | None = None
@@ -110,14 +123,20 @@ class Tracker:
 
         if self._edges is not None:
             raise RuntimeError("Tracker.start() was called twice")
+        options = self._meters_of_this_process()
         try:
-            meters = build_meters(**self._meter_options, host=self.ranks.measures_host)
+            meters = build_meters(**options, host=self.ranks.measures_host)
         except ConfigurationError:  # an option this machine cannot honour: the user's to fix
             raise
         except Exception as exc:  # each component degrades alone; this is a bug below that
-            warn_once("meters", f"carbonlog: no meter could be opened ({exc}); nothing is measured")
+            warn_once(
+                "meters",
+                f"carbonlog: no meter could be opened ({exc}); nothing is measured",
+                own=True,
+            )
             meters = []
         self._edges = Edges(meters, self._sync)
+        self._unmeasured = _wanted(options, self.ranks.measures_host) - self._edges.components
         self._edges.open()
         if self._recorder.enabled:
             info = describe_run(
@@ -143,23 +162,27 @@ class Tracker:
         """Add metrics the framework reported after `interval` closed (its evaluation)."""
         self._recorder.annotate(interval, metrics)
 
-    def peek(self, label: str = "step") -> Interval:
+    def peek(self, label: str = "step", summed: bool = False) -> Interval:
         """Energy since the last peek or mark, without closing the open interval.
 
         For step-level logging: the epoch's interval still runs from its edge. The returned
-        totals include the open interval so far. Not recorded in the run's intervals.
+        totals include the open interval so far. Not recorded in the run's intervals. This
+        process's own estimate, which the epoch's sum corrects; `summed=True` sums it over
+        the ranks now (a collective: every rank must peek alike).
         """
         with self._lock:
             self._check_running("peek")
             window, since_edge = self._edges.peek()
-            piece, open_part = sum_over_ranks(self._reduce, window.joules, since_edge)
-            g_per_kwh, source = self.site.current_g_per_kwh()
+            reduce = self._reduce if summed else None
+            piece, open_part = sum_over_ranks(reduce, window.joules, since_edge)
+            g_per_kwh, source = self._last_intensity()
             open_kwh = units.facility_kwh(open_part.device_j, self.site.pue)
             totals = (
                 self._totals.energy_kwh + open_kwh,
                 self._totals.co2_kg + units.co2_kg(open_kwh, g_per_kwh),
             )
-            return self._interval(label, window, piece, (g_per_kwh, source), totals)
+            window = window._replace(joules=piece)
+            return self._interval(label, window, (g_per_kwh, source), totals)
 
     def stop(self, status: str = "completed", label: str = "end") -> Summary:
         """Close the last interval, stop the meters and return the run's Summary (idempotent)."""
@@ -244,36 +267,77 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _meters_of_this_process(self) -> dict:
+        """The meter options, with gpus="auto" meaning the GPUs this process drives: JAX's
+        local devices, or under a launcher the one of its local rank (never every GPU)."""
+        options = dict(self._meter_options)
+        if options["gpus"] == "auto":
+            options["gpus"] = jax_local_gpus() or "auto"
+        if options["gpus"] == "auto" and self.ranks.is_distributed:
+            options["local_rank"] = self.ranks.local_rank
+        return options
+
     def _check_running(self, what: str) -> None:
         if self._edges is None or self._stopped is not None:
             raise RuntimeError(f"Tracker.{what}() needs a started, not yet stopped tracker")
 
     def _close_interval(self, label: str) -> Interval:
-        """Edge, sum, intensity, totals, forecast, budget: one interval, in that order."""
-        window = self._edges.close()
-        (joules,) = sum_over_ranks(self._reduce, window.joules)
-        g_per_kwh, source = self.site.current_g_per_kwh()
-        energy_kwh = units.facility_kwh(joules.device_j, self.site.pue)
-        self._totals.add(joules, energy_kwh, units.co2_kg(energy_kwh, g_per_kwh), label == EPOCH)
+        """Edge, the one sum, totals, forecast, budget: one interval, in that order."""
+        shared, (g_per_kwh, source) = self._share(self._edges.close())
+        energy_kwh = units.facility_kwh(shared.joules.device_j, self.site.pue)
+        co2_kg = units.co2_kg(energy_kwh, g_per_kwh)
+        self._totals.add(shared.joules, energy_kwh, co2_kg, label == EPOCH)
         totals = (self._totals.energy_kwh, self._totals.co2_kg)
         forecast = self._forecast() if label == EPOCH else (None, None)
-        interval = self._interval(label, window, joules, (g_per_kwh, source), totals, forecast)
+        interval = self._interval(label, shared.window, (g_per_kwh, source), totals, forecast)
         self._intervals.append(interval)
         self._closed += 1
         if label == EPOCH:
             self._check_budget()
         return interval
 
+    def _share(self, window: Window) -> tuple[Shared, tuple[float, str]]:
+        """The interval as every rank holds it, and the intensity global rank zero chose:
+        one rank owns the site (and its live source), the others take its figure."""
+        own = self.site.current_g_per_kwh() if self._owns_site else (0.0, FROM_RANK_ZERO)
+        mine = Contribution(window, own[0], self._edges.components, self._unmeasured)
+        shared = share_interval(self._reduce, mine)
+        if shared is None:  # the sum failed: this process's own figures, its own intensity
+            own = own if self._owns_site else self.site.current_g_per_kwh()
+            shared = share_interval(None, mine._replace(g_per_kwh=own[0]))
+        self._say_unmeasured(shared)
+        self._intensity_used = (shared.g_per_kwh, own[1])
+        return shared, self._intensity_used
+
+    def _last_intensity(self) -> tuple[float, str]:
+        """For a peek: the intensity of the last interval, else the site's table figure."""
+        if self._intensity_used is not None:
+            return self._intensity_used
+        return self.site.grid.g_per_kwh, self.site.grid.source
+
+    def _say_unmeasured(self, shared: Shared) -> None:
+        missing = [
+            f"{component} energy of {count} of {self.ranks.world_size} processes"
+            for component, count in shared.unmeasured_by.items()
+            if count
+        ]
+        if missing:
+            warn_once(
+                "unmeasured",
+                f"carbonlog: {', '.join(missing)} could not be measured (no meter there); "
+                "the totals leave it out and flag it as estimated",
+            )
+
     def _interval(
         self,
         label: str,
         window: Window,
-        joules: Joules,
         intensity: tuple[float, str],
         totals: tuple[float, float],
         forecast: tuple[float | None, float | None] = (None, None),
     ) -> Interval:
-        """An Interval of the summed `joules` over `window`, with the running totals."""
+        """An Interval of `window`'s joules, with the intensity used and the running totals."""
+        joules = window.joules
         return Interval(
             label=label,
             index=self._closed,
@@ -311,7 +375,7 @@ class Tracker:
         if why is not None:
             self.stop_reason = f"budget: {why}"
             action = "stopping training" if self.budget.action == "stop" else "training goes on"
-            logger.warning("carbonlog: %s; %s", why, action)
+            say(f"carbonlog: {why}; {action}")
 
     def _summary(self, status: str) -> Summary:
         joules = self._totals.joules
@@ -330,6 +394,19 @@ class Tracker:
             run_id=self.run_id,
             stop_reason=self.stop_reason,
         )
+
+
+def _wanted(meter_options: Mapping, host: bool) -> frozenset[str]:
+    """The components this process is asked to measure: its GPUs when it names them, and on
+    a node's measuring process the CPU and RAM."""
+    forced = meter_options.get("power_w") or {}
+    gpus = meter_options.get("gpus")
+    wanted = {"gpu"} if "gpu" in forced or (isinstance(gpus, list | tuple) and gpus) else set()
+    if host and ("cpu" in forced or meter_options.get("cpu") not in (None, False)):
+        wanted.add("cpu")
+    if host and ("ram" in forced or meter_options.get("ram")):
+        wanted.add("ram")
+    return frozenset(wanted)
 
 
 @contextmanager
