@@ -359,3 +359,25 @@ def test_shim_makes_import_pynvml_the_fake_in_a_subprocess():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert [d["uuid"] for d in result["devices"]] == [fake_uuid(1)]
     assert result["energy_j"] == pytest.approx(150 * 0.3, abs=150 * 0.25)
+
+
+def test_processes_on_mig_instances_of_one_gpu_are_billed_their_share_not_all_of_it(
+    carbon_warnings,
+):
+    migs = tuple(f"MIG-4f3e2d1c-0000-5000-8000-0123456789a{i}" for i in range(4))
+    nvml = FakeNvml([FakeGpu(profile=400, mig_uuids=migs)])
+    parent = nvml.gpus[0].uuid
+    billed = {}
+    for used in ([migs[0]], [migs[1], migs[2]]):  # two processes: one instance, then two
+        meter = open_gpu_meter(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": ",".join(used)})
+        (device,) = meter.devices()  # two instances of one GPU: its energy counts once
+        meter.start()
+        t0 = nvml.now_s()
+        time.sleep(0.5)
+        billed[len(used)] = (meter.energy_j(), nvml.true_energy_j(0, t0, nvml.now_s()))
+        meter.close()
+        assert device["share"] == len(used) / 4
+    for instances, (energy_j, whole_gpu_j) in billed.items():
+        assert energy_j == pytest.approx(whole_gpu_j * instances / 4, rel=0.25)
+    said = [w.getMessage() for w in carbon_warnings if parent in w.getMessage()]
+    assert len(said) == 1 and "billed 1/4" in said[0]

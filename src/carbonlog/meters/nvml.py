@@ -49,6 +49,9 @@ class GpuDevice:
     handle: object
     method: str
     parent_uuid: str | None = None
+    share: float = 1.0
+    """The part of the GPU's energy this process is billed: its MIG instances of the GPU over
+    all of them (NVML has energy per GPU, not per instance), 1 for a whole GPU."""
 
     def describe(self) -> dict:
         info = {
@@ -60,6 +63,7 @@ class GpuDevice:
         }
         if self.parent_uuid:
             info["parent_uuid"] = self.parent_uuid
+            info["share"] = self.share
         return info
 
 
@@ -157,6 +161,31 @@ def visible_gpus(
     return visible
 
 
+def _mig_shares(
+    nvml: ModuleType, used: list[tuple[str, str]], environ: Mapping[str, str] | None
+) -> dict[str, float]:
+    """For each GPU in MIG mode that this process uses: its instances of it over all the GPU's
+    instances, so that processes on the instances of one GPU are not each billed all of it."""
+    parents = {parent for uuid, parent in used if uuid != parent}
+    if not parents:
+        return {}
+    env = os.environ if environ is None else environ
+    instances = _mig_instances(nvml, _physical_gpus(nvml, env))
+    shares = {}
+    for parent in parents:
+        total = sum(1 for _, p in instances if p == parent)
+        mine = sum(1 for uuid, p in used if p == parent and uuid != parent)
+        shares[parent] = mine / total if total else 1.0
+        warn_once(
+            f"mig-share:{parent}",
+            f"carbonlog: GPU {parent} is in MIG mode with {total} instances and this process "
+            f"uses {mine}: it is billed {mine}/{total} of the GPU's energy, as NVML reports "
+            "energy per GPU, not per instance (idle instances' share is not billed here)",
+            own=True,
+        )
+    return shares
+
+
 def _instant_power_mw(nvml: ModuleType, handle) -> float:
     (field,) = nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_POWER_INSTANT])
     if field.nvmlReturn != nvml.NVML_SUCCESS:
@@ -244,6 +273,7 @@ def open_gpu_meter(
                 f"device(s); {outside} out of range"
             )
         devices, parents = [], set()
+        shares = _mig_shares(nvml, [visible[i] for i in wanted], environ)
         for index in wanted:
             uuid, parent = visible[index]
             if parent in parents:  # two MIG instances of one GPU: its energy counts once
@@ -251,6 +281,7 @@ def open_gpu_meter(
             parents.add(parent)
             device = _describe(nvml, index, uuid, parent)
             if device is not None:
+                device.share = shares.get(parent, 1.0)
                 devices.append(device)
     except nvml.NVMLError as exc:
         nvml.nvmlShutdown()
@@ -340,7 +371,8 @@ class NvmlMeter:
             return 0.0
         try:
             counted_mj = sum(
-                self._retried(self._nvml.nvmlDeviceGetTotalEnergyConsumption, d.handle) - base
+                (self._retried(self._nvml.nvmlDeviceGetTotalEnergyConsumption, d.handle) - base)
+                * d.share
                 for d, base in zip(self._counted, self._base_mj, strict=True)
             )
             with self._lock:
@@ -348,7 +380,9 @@ class NvmlMeter:
                     self._sample()
                 if self._fault is not None:
                     raise self._fault
-                sampled_j = sum(self._sampled_j)
+                sampled_j = sum(
+                    j * d.share for j, d in zip(self._sampled_j, self._sampled, strict=True)
+                )
         except self._nvml.NVMLError as exc:
             raise MeterError(f"NVML read failed: {exc}") from exc
         energy_j = counted_mj / 1000 + sampled_j
