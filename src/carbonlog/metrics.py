@@ -28,6 +28,13 @@ KEYS = (
     "duration_s",
 )
 OPTIONAL_KEYS = ("co2_saved_vs_scratch_kg", "forecast_co2_kg", "forecast_energy_kwh")
+COMPACT_KEYS = ("energy_kwh", "co2_kg", "energy_kwh_total", "co2_kg_total", "power_w")
+"""The default per interval: its energy and CO2, their running totals and the mean power
+(plus the saving against scratch where known), so the carbon keys do not drown the user's."""
+METRIC_SETS = {
+    "compact": (*COMPACT_KEYS, "co2_saved_vs_scratch_kg"),
+    "full": (*KEYS, *OPTIONAL_KEYS),
+}
 FIT_TOTAL_KEYS = ("energy_kwh_total", "co2_kg_total", "duration_s_total")
 """A fit's totals at its end; not `duration_s`, which is each epoch's own length."""
 STAGE_TOTAL_KEYS = (
@@ -54,13 +61,22 @@ def _keyed(values: Mapping[str, float | None], prefix: str, stage: str | None) -
     }
 
 
+def check_metric_set(name: str) -> str:
+    """A ValueError unless `name` is one of METRIC_SETS."""
+    if name not in METRIC_SETS:
+        raise ValueError(f"metrics must be one of {tuple(METRIC_SETS)}, got {name!r}")
+    return name
+
+
 def to_dict(
     interval: Interval,
     prefix: str = DEFAULT_PREFIX,
     stage: str | None = None,
     saved_vs_scratch_kg: float | None = None,
+    keys: str = "full",
 ) -> dict[str, float]:
-    """An interval as the schema dict: every value a float, optional keys only when known."""
+    """An interval as the schema dict: every value a float, optional keys only when known;
+    `keys` names the set (METRIC_SETS: "compact" or "full")."""
     values = {
         "energy_kwh": interval.energy_kwh,
         "co2_kg": interval.co2_kg,
@@ -76,7 +92,8 @@ def to_dict(
         "forecast_co2_kg": interval.forecast_co2_kg,
         "forecast_energy_kwh": interval.forecast_energy_kwh,
     }
-    return _keyed(values, prefix, stage)
+    wanted = METRIC_SETS[keys]
+    return _keyed({k: v for k, v in values.items() if k in wanted}, prefix, stage)
 
 
 def totals_dict(
@@ -110,3 +127,25 @@ def renamed(values: Mapping[str, float], old: str, new: str) -> dict[str, float]
     """The keys that start with `old`, re-prefixed with `new`: `carbon/step/energy_kwh` ->
     `eval_carbon/energy_kwh` for the Trainer's `eval_`/`test_` metric prefixes."""
     return {new + key[len(old) :]: value for key, value in values.items() if key.startswith(old)}
+
+
+def provenance(
+    site: Mapping[str, object],
+    measured: tuple[str, ...],
+    estimated: tuple[str, ...],
+    prefix: str = DEFAULT_PREFIX,
+) -> dict[str, str | float]:
+    """The run's provenance for a logger's run metadata (hyperparameters, config, tags), said
+    once rather than as series: where the energy was drawn (`site`, what Site.describe()
+    gives), the intensity with its source and year, the PUE, and which of the `measured`
+    components were estimated rather than read from a counter."""
+    values = {
+        "location": site.get("location"),
+        "intensity_g_per_kwh": site.get("g_per_kwh"),
+        "intensity_source": site.get("source"),
+        "intensity_year": site.get("year"),
+        "pue": site.get("pue"),
+        "measured": ",".join(c for c in measured if c not in estimated) or "none",
+        "estimated": ",".join(c for c in measured if c in estimated) or "none",
+    }
+    return {f"{prefix}{k}": v for k, v in values.items() if v is not None}
