@@ -15,7 +15,7 @@ from transformers.trainer_callback import DefaultFlowCallback
 
 from carbonlog._log import warn_once
 from carbonlog.integrations._common import find_caller
-from carbonlog.report.model_card import add_co2_to_model_card
+from carbonlog.session import Session
 
 CALLER_FRAMES = 12
 """How far up the stack the handler and the Trainer are looked for, from a hook."""
@@ -37,11 +37,12 @@ class RunLog:
 
 class TrainerBridge:
     """The callback's side of the Trainer: found up the call stack, since hooks get neither
-    the handler nor the Trainer. `read_piece` reads the energy since the last piece."""
+    the handler nor the Trainer. Pieces (the energy since the last one) and the card's
+    metadata come from the callback's `session`."""
 
-    def __init__(self, callback: Any, read_piece: Callable[[], dict[str, float]], model_card: bool):
+    def __init__(self, callback: Any, session: Session, model_card: bool):
         self._callback = callback
-        self._read_piece = read_piece
+        self._session = session
         self._model_card = model_card
         self._handler: Any | None = None
         self._emitting = False
@@ -104,7 +105,7 @@ class TrainerBridge:
 
     def take_piece(self, state) -> dict[str, float]:
         """The energy since the last piece, kept until a log event carries it."""
-        piece = self._read_piece()
+        piece = self._session.step()
         self._run.piece_step = state.global_step
         self._run.pending.update(piece)
         return piece
@@ -179,7 +180,7 @@ class TrainerBridge:
 
     # -- the model card ----------------------------------------------------------------
 
-    def keep_card(self, co2: dict) -> None:
+    def keep_card(self, co2: dict | None) -> None:
         """The run's `co2_eq_emissions`, for every card the Trainer writes from now on."""
         self._card_co2 = co2
 
@@ -203,7 +204,7 @@ class TrainerBridge:
         if not self._card_co2 or not trainer.is_world_process_zero() or not os.path.exists(path):
             return
         try:
-            add_co2_to_model_card(path, self._card_co2)
+            self._session.add_to_model_card(path, self._card_co2)
         except Exception as exc:  # the card is a courtesy: never fail the user's call
             warn_once(
                 "transformers-card", f"carbonlog: could not add co2_eq_emissions to {path} ({exc})"

@@ -25,7 +25,6 @@ from carbonlog.integrations._common import (
     with_options_doc,
 )
 from carbonlog.session import FIT, SessionOwner
-from carbonlog.tracking import check_state
 
 
 def is_keras_available() -> bool:
@@ -72,7 +71,12 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     continues the totals of this callback's previous fit, or, in a new process, those of
     `state_path`: a JSON file the global-zero process rewrites atomically after every epoch
     and at the end of fit (in multi-node runs, put it where every node reads it, as
-    BackupAndRestore's `backup_dir`). A fit from epoch 0 starts new totals.
+    BackupAndRestore's `backup_dir`). A fit from epoch 0 starts new totals. A damaged or
+    unreadable state is refused with a warning and the totals start over.
+
+    Keras calls no hook when fit, evaluate or predict raises (a Ctrl-C): the run left open
+    ends "interrupted" at this callback's next fit, evaluate or predict (whose new
+    CallbackList sets its params), else when it is discarded or the process exits.
 
     Multi-process (torch DDP under Keras, JAX multi-host): ranks from the environment (JAX's
     process index where it runs several); one sum per interval through torch.distributed when
@@ -106,6 +110,13 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
         self.totals: dict[str, dict[str, float]] = {}
         self._fitting = False
         self._fit_begun = False
+
+    def set_params(self, params):
+        # Only a new fit/evaluate/predict builds a CallbackList, which sets params (fit's own
+        # validation reuses fit's): a stage still measured here was left by one that raised.
+        super().set_params(params)
+        self._fitting = False
+        self._session.abandon()
 
     # -- fit ---------------------------------------------------------------------------
 
@@ -168,12 +179,9 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
 
     def _begin_fit(self, first_epoch: int) -> None:
         """Open the fit's tracker at its first epoch, once the resume point is known."""
-        done = 0
         if first_epoch > 0:
-            state = self._load_state(first_epoch)
-            if state is not None:
-                self._session.load_state_dict(state)
-                done = int(state.get("epochs_done", 0))
+            self._load_state(first_epoch)
+        done = self._session.resume_epochs or 0
         planned = self.params.get("epochs") if self.params else None
         self._begin(FIT, planned_epochs=planned - first_epoch + done if planned else None)
 
@@ -182,17 +190,19 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
         if logs is not None:
             logs.update(values)
 
-    def _load_state(self, first_epoch: int) -> dict | None:
-        """Totals of the fit's earlier part: this callback's last fit, else the sidecar."""
-        state, path = self._session.state_dict() or None, self.state_path
+    def _load_state(self, first_epoch: int) -> None:
+        """Totals of the fit's earlier part, for the session: this callback's last fit, else
+        the sidecar (a file that cannot be read is refused like a damaged state)."""
+        state, source = self._session.state_dict() or None, "this callback's last fit"
+        path = self.state_path
         if state is None and path is not None and os.path.exists(path):
+            source = path
             try:
                 with open(path, encoding="utf-8") as file:
                     state = json.load(file)
-                check_state(state)
-            except (OSError, ValueError) as exc:
-                logger.warning("carbonlog: reading %s failed (%s); totals start over", path, exc)
-                return None
+            except (OSError, ValueError, RecursionError) as exc:  # a cut, foreign or hostile file
+                self._session.refuse_state(f"the resume state in {path} could not be read ({exc})")
+                return
         if state is None:
             why = "no state_path is set" if path is None else f"{path} does not exist"
             logger.warning(
@@ -201,14 +211,15 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
                 first_epoch,
                 why,
             )
-        elif int(state.get("epochs_done", 0)) != first_epoch:
+        elif self._session.load_state_dict(state, source) and (
+            self._session.resume_epochs != first_epoch
+        ):
             logger.info(
                 "carbonlog: the fit's earlier part holds %s epochs and fit resumes at epoch "
                 "%s; totals continue from it (energy spent on repeated epochs counts again)",
-                state.get("epochs_done"),
+                self._session.resume_epochs,
                 first_epoch,
             )
-        return state
 
     def _write_sidecar(self) -> None:
         """Global zero writes the fit's totals so far to `state_path`, for a resume."""

@@ -26,7 +26,7 @@ from carbonlog.integrations._common import (
     torch_sum,
     with_options_doc,
 )
-from carbonlog.session import FIT, SessionOwner
+from carbonlog.session import FIT, INTERRUPTED, SessionOwner
 
 _CALLBACK_MODULES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
 """Each Lightning namespace and the module that holds its Callback."""
@@ -81,7 +81,9 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
     `trainer.callback_metrics`, so EarlyStopping and ModelCheckpoint can monitor
     `carbon/co2_kg_total`. The epoch's validation counts in that epoch. Standalone
     `trainer.validate/test/predict` runs log under `carbon/<stage>/...`. Totals travel in
-    checkpoints, so `fit(ckpt_path=...)` continues them.
+    checkpoints, so `fit(ckpt_path=...)` continues them; a damaged state there is refused with
+    a warning and the totals start over. A fit that raises ends its ledger run as "failed", one
+    stopped by Ctrl-C as "interrupted".
 
     Args:
         {options}
@@ -161,7 +163,8 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         self._end_predict(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self._end_run(trainer, "failed", failed=True)
+        stopped_by_hand = isinstance(exception, KeyboardInterrupt)
+        self._end_run(trainer, INTERRUPTED if stopped_by_hand else "failed", failed=True)
 
     def state_dict(self) -> dict[str, Any]:
         # After the fit, the finished fit's totals: trainer.save_checkpoint() then resumes.

@@ -49,11 +49,11 @@ from carbonlog.integrations._common import (
     torch_sum,
     with_options_doc,
 )
-from carbonlog.report.model_card import add_co2_to_model_card, co2_eq_emissions
 from carbonlog.session import FIT, SessionOwner
 
 STATE_KEY = "carbonlog"
 """Where the run's totals travel in `trainer_state.json` (`stateful_callbacks`), for resume."""
+STATE_SOURCE = "the checkpoint's trainer_state.json"
 INFERENCE = "inference"
 _RUNTIME = "_runtime"
 _FINAL_LOG_KEY = "train_runtime"
@@ -61,8 +61,6 @@ _STEP = "step"
 
 __all__ = [
     "EmissionsCallback",
-    "add_co2_to_model_card",
-    "co2_eq_emissions",
     "detect_model",
     "inference_prefix",
     "is_transformers_available",
@@ -162,9 +160,12 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
     the totals as of the last epoch end ride in checkpoints' `trainer_state.json` (under
     `stateful_callbacks["carbonlog"]`) and continue on `train(resume_from_checkpoint=...)`;
     what was spent after that epoch end in the interrupted run (its evaluation, the save,
-    the steps of a mid-epoch checkpoint) is not carried. A crash is not seen (the Trainer
-    has no hook for it): the ledger run ends as "interrupted" when the callback next
-    begins one.
+    the steps of a mid-epoch checkpoint) is not carried; a damaged state there is refused
+    with a warning and the totals start over. A crash or a Ctrl-C is not seen (the Trainer
+    has no hook for it): the ledger run ends as "interrupted" when the callback is next
+    given to a Trainer or trained with, else when it is discarded or the process exits. (A
+    standalone `evaluate()` right after such a train still counts as inside it, as for the
+    Trainer itself, whose `is_in_train` stays set.)
 
     Raises:
         ValueError, TypeError: a bad option, here rather than mid-training.
@@ -180,7 +181,7 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         **options: Any,
     ) -> None:
         self._session = new_session("transformers", location, pue, intensity, options)
-        self._bridge = TrainerBridge(self, self._session.step, model_card)
+        self._bridge = TrainerBridge(self, self._session, model_card)
 
     @property
     def co2_eq_emissions(self) -> dict | None:
@@ -190,13 +191,13 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
     # -- hooks -------------------------------------------------------------------------
 
     def on_init_end(self, args, state, control, **kwargs):
+        self._session.abandon()  # a new Trainer: a run this callback still measures was left
         self._bridge.attach()
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._bridge.attach()  # again: the callback may have been added after __init__
         saved = (getattr(state, "stateful_callbacks", None) or {}).get(STATE_KEY)
-        if saved:
-            self._session.load_state_dict(saved)
+        self._session.load_state_dict(saved, STATE_SOURCE)
         self._session.begin(
             FIT,
             **_processes(args),
@@ -276,10 +277,7 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         """End the fit: the last piece and the run's totals; the model card's metadata."""
         values = {**self._bridge.take_pending(), **self._session.step()}
         values.update(self._session.end("completed"))
-        summary = self._session.last_summary
-        if summary is not None:
-            pretrained, processes = self._session.pretrained, args.world_size
-            self._bridge.keep_card(co2_eq_emissions(summary, pretrained, processes=processes))
+        self._bridge.keep_card(self._session.model_card_co2(processes=args.world_size))
         return values
 
     def _save_state(self, state) -> None:

@@ -8,17 +8,23 @@ each its own Tracker (and ledger run).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import weakref
+from collections.abc import Mapping, Sequence
 
 from carbonlog import equivalents, metrics, savings
 from carbonlog._log import logger
 from carbonlog.distributed import Ranks, ReduceFn
+from carbonlog.intensity import cleanest_region
 from carbonlog.interval import Summary
+from carbonlog.report import model_card
 from carbonlog.report.text import format_co2, format_interval, format_summary
-from carbonlog.tracking import EPOCH, Tracker, check_options, check_state
+from carbonlog.tracking import EPOCH, Tracker, check_options
+from carbonlog.tracking.totals import STATE_VERSION, RunTotals
 from carbonlog.units import co2_kg
 
 FIT = "fit"
+INTERRUPTED = "interrupted"
 RESERVED = ("ranks", "reduce", "sync", "planned_epochs", "run_info")
 """Tracker options the adapter sets from its framework; a user passing one is an error."""
 FORECAST_AFTER_EPOCHS = 2
@@ -57,13 +63,14 @@ class Session:
         self._tracker_options = tracker_options
         self._tracker: Tracker | None = None
         self._stage: str | None = None
+        self._at_exit: weakref.finalize | None = None
         self._ranks = Ranks.from_env()
         self._pretrained: bool | None = None
         self._last_summary: Summary | None = None
         self._fit_summary: Summary | None = None
         self._reference: savings.Reference | None = None
         self._fit_state: dict | None = None
-        self._resume_state: dict | None = None
+        self._resume = _Resume()
         self._forecast_said = False
 
     # -- what adapters read ------------------------------------------------------------
@@ -104,6 +111,11 @@ class Session:
         return self._fit_summary
 
     @property
+    def resume_epochs(self) -> int | None:
+        """Epochs the resume state the next fit continues holds; None without one."""
+        return self._resume.epochs
+
+    @property
     def should_stop(self) -> bool:
         """A budget with on_budget="stop" was reached: the adapter asks its framework to stop."""
         return self._tracker is not None and self._tracker.should_stop
@@ -124,34 +136,43 @@ class Session:
 
         `gpus` are the CUDA devices this process drives, as the framework knows them;
         `detected` is what the framework tells of the model (name, base model, pretrained).
-        Explicit arguments given at construction win over detection.
+        Explicit arguments given at construction win over detection. A stage still open is
+        one its framework abandoned: it ends first, as "interrupted".
         """
-        if self._tracker is not None:
-            self.end(status="interrupted")
+        self.abandon()
         options = dict(self._tracker_options)
         if gpus is not None and options.get("gpus", "auto") == "auto":
             options["gpus"] = gpus
         run_info = {"framework": self._framework, "stage": stage, **(detected or {})}
         run_info.update({k: v for k, v in self._declared.items() if v is not None})
+        stage_sum = _StageSum(reduce) if reduce is not None else None
         tracker = Tracker(
             **options,
             ranks=ranks,
-            reduce=reduce,
+            reduce=stage_sum,
             planned_epochs=planned_epochs,
             run_info=run_info,
         )
-        if stage == FIT and self._resume_state is not None:
-            tracker.load_state_dict(self._resume_state)
-            self._resume_state = None
-        self._tracker, self._stage, self._ranks = tracker, stage, tracker.ranks
-        self._forecast_said = False
+        resumed, resume_note = self._resume.take() if stage == FIT else (None, None)
+        if resumed is not None:
+            tracker.load_state_dict(resumed)
         tracker.start()
+        self._tracker, self._stage, self._ranks = tracker, stage, tracker.ranks
+        self._at_exit = weakref.finalize(self, _close_abandoned, tracker, stage_sum)
+        self._forecast_said = False
+        if resume_note and self.is_global_zero:
+            logger.warning(resume_note)
         self._reference = None
         if stage == FIT:
             self._pretrained = run_info.get("pretrained")
-            self._reference = self._share_reference(tracker, reduce)
+            self._reference = _fit_reference(tracker, reduce)
             if self._verbose and self.is_global_zero:
-                self._say_begin_notes(tracker)
+                for note in (
+                    savings.scratch_hint(run_info, tracker.ledger),
+                    cleaner_region_note(tracker.site.grid),
+                ):
+                    if note:
+                        logger.info("carbonlog: %s", note)
 
     def epoch_end(self, framework_metrics: Mapping[str, object] | None = None) -> dict[str, float]:
         """Close the epoch's interval; the schema dict to log (empty when not measuring).
@@ -164,7 +185,11 @@ class Session:
         interval = self._tracker.mark(EPOCH, metrics=self.scalars(framework_metrics or {}))
         if self._verbose and self.is_global_zero:
             logger.info("carbonlog: %s", format_interval(interval))
-        self._say_forecast_once()
+        if self._verbose and not self._forecast_said:
+            note = forecast_note(self._tracker)
+            self._forecast_said = note is not None
+            if note and self.is_global_zero:
+                logger.info(note)
         saved_kg = savings.saved_vs_scratch_kg(self._reference, interval.co2_kg_total)
         return metrics.to_dict(interval, self._prefix, saved_vs_scratch_kg=saved_kg)
 
@@ -199,6 +224,7 @@ class Session:
             return {}
         tracker, stage = self._tracker, self._stage
         self._tracker = self._stage = None
+        self._at_exit.detach()
         summary = tracker.stop(status=status)
         self._last_summary = summary
         if stage == FIT:
@@ -213,6 +239,17 @@ class Session:
             return metrics.totals_dict(summary, self._prefix, saved_vs_scratch_kg=saved_kg)
         return metrics.totals_dict(summary, self._prefix, stage=stage)
 
+    def abandon(self) -> None:
+        """End a stage its framework left without calling its end hook (Ctrl-C, an error the
+        framework reports to no callback) as "interrupted", with this process's own figures
+        for the last interval: the other processes may never join a sum now."""
+        if self._tracker is None:
+            return
+        if self.is_global_zero:
+            logger.info("carbonlog: the %s left unfinished is closed as interrupted", self._stage)
+        self._at_exit()  # stops the tracker alone; end() then finds it stopped
+        self.end(INTERRUPTED)
+
     def plan(self, planned_epochs: int | None) -> None:
         """The fit's planned length, for the forecast, once the framework knows it."""
         if self._tracker is not None:
@@ -224,60 +261,94 @@ class Session:
         """The fit's totals so far (or at its end), for the framework's checkpoint."""
         if self._tracker is not None and self._stage == FIT:
             return self._tracker.state_dict()
-        return dict(self._fit_state or self._resume_state or {})
+        return dict(self._fit_state or self._resume.state or {})
 
-    def load_state_dict(self, state: Mapping) -> None:
-        """Totals of an earlier part of this fit; applied when the fit begins. Checked now."""
-        if state:
-            check_state(state)
-        self._resume_state = dict(state) if state else None
+    def load_state_dict(self, state: object, source: str = "the checkpoint") -> bool:
+        """Totals of an earlier part of this fit, continued when the fit begins; True if taken.
 
-    # -- internals ---------------------------------------------------------------------
+        None carries nothing. A state that is not sound is refused, and the fit's totals start
+        over; a newer carbonlog's state is read where every field this one reads is sound.
+        Either is said once, as the fit begins (on global rank zero, once the rank is known).
+        """
+        return self._resume.load(state, source)
 
-    def _share_reference(
-        self, tracker: Tracker, reduce: ReduceFn | None
-    ) -> savings.Reference | None:
-        """A fine-tuning's from-scratch reference: rank zero looks it up and every rank joins
-        the sum that carries it to the others; every rank skips both for other runs."""
-        run_info = tracker.run_info
-        if run_info.get("pretrained") is not True:
+    def refuse_state(self, why: str) -> None:
+        """A resume state that could not even be read (`why`): the fit's totals start over."""
+        self._resume.refuse(why)
+
+    # -- the model card ----------------------------------------------------------------
+
+    def model_card_co2(self, processes: int = 1) -> dict[str, object] | None:
+        """The last fit's `co2_eq_emissions` for a Hugging Face model card (in grams), None
+        before a fit ended; `processes`: the training processes, each driving as many GPUs as
+        this one."""
+        if self._fit_summary is None:
             return None
-        found = None
-        if self.is_global_zero:
-            found = savings.reference_for(
-                tracker.ledger,
-                run_info.get("base_model") or run_info.get("model"),
-                run_info.get("task"),
-                exclude_run_id=tracker.run_id,
-            )
-        return savings.share_reference(found, reduce, tracker.ranks.world_size)
+        return model_card.co2_eq_emissions(self._fit_summary, self._pretrained, processes)
 
-    def _say_begin_notes(self, tracker: Tracker) -> None:
-        """At a fit's start: that fine-tuning exists (for a scratch run), a cleaner region."""
-        for note in (
-            savings.scratch_hint(tracker.run_info, tracker.ledger),
-            cleaner_region_note(tracker.site.grid),
-        ):
-            if note:
-                logger.info("carbonlog: %s", note)
+    @staticmethod
+    def add_to_model_card(path: str | os.PathLike, co2: Mapping[str, object]) -> None:
+        """Set `co2_eq_emissions` in the card's front matter at `path`, the rest kept."""
+        model_card.add_co2_to_model_card(path, co2)
 
-    def _say_forecast_once(self) -> None:
-        tracker = self._tracker
-        if not self._verbose or self._forecast_said or tracker is None or not tracker.intervals:
-            return
-        forecast_kg = tracker.intervals[-1].forecast_co2_kg
-        if forecast_kg is None or len(tracker.intervals) < FORECAST_AFTER_EPOCHS:
-            return
-        self._forecast_said = True
-        if self.is_global_zero:
-            kwh = tracker.intervals[-1].forecast_energy_kwh
-            picture = equivalents.describe_tangible(forecast_kg)
-            logger.info(
-                "carbonlog: this run will use about %.3g kWh and emit about %s CO2%s",
-                kwh,
-                format_co2(forecast_kg),
-                f", {picture}" if picture else "",
+
+class _Resume:
+    """A fit's resume state from its loading to the fit's beginning: the state to continue and
+    its epochs, or none; and what the user is told of it, said when the fit begins."""
+
+    def __init__(self) -> None:
+        self.state: dict | None = None
+        self.epochs: int | None = None
+        self.note: str | None = None
+
+    def load(self, state: object, source: str) -> bool:
+        self.state = self.epochs = self.note = None
+        if state is None:
+            return False
+        try:
+            totals = RunTotals.from_state(state)  # checks every field it reads
+        except ValueError as exc:
+            self.refuse(f"the resume state in {source} is refused ({exc})")
+            return False
+        self.state, self.epochs = dict(state), totals.epochs_done
+        version = state.get("version", STATE_VERSION)
+        if version > STATE_VERSION:
+            self.note = (
+                f"carbonlog: the resume state in {source} was written by a newer carbonlog "
+                f"(state version {version}; this one reads {STATE_VERSION}): its totals "
+                "continue, what this version does not know of it is left out"
             )
+        return True
+
+    def refuse(self, why: str) -> None:
+        self.state = self.epochs = None
+        self.note = f"carbonlog: {why}; energy and CO2 totals start over"
+
+    def take(self) -> tuple[dict | None, str | None]:
+        """The state to continue and the note to say, for the fit that begins now."""
+        taken = self.state, self.note
+        self.state = self.epochs = self.note = None
+        return taken
+
+
+class _StageSum:
+    """A stage's sum over processes (the framework's), until the stage is abandoned: then each
+    process keeps its own figures, since the others may never join a collective."""
+
+    def __init__(self, reduce: ReduceFn):
+        self._reduce = reduce
+        self.abandoned = False
+
+    def __call__(self, values: Sequence[float]) -> Sequence[float]:
+        return list(values) if self.abandoned else self._reduce(values)
+
+
+def _close_abandoned(tracker: Tracker, stage_sum: _StageSum | None) -> None:
+    """The run of a stage still open when it is abandoned, its session is collected or the
+    process exits: it ends "interrupted" in the ledger (never "running" for good)."""
+    if stage_sum is not None:
+        stage_sum.abandoned = True
+    tracker.stop(status=INTERRUPTED)
 
 
 class SessionOwner:
@@ -296,10 +367,39 @@ class SessionOwner:
         return self._session.fit_summary
 
 
+def _fit_reference(tracker: Tracker, reduce: ReduceFn | None) -> savings.Reference | None:
+    """A fine-tuning's from-scratch reference: rank zero looks it up and every rank joins
+    the sum that carries it to the others; every rank skips both for other runs."""
+    run_info = tracker.run_info
+    if run_info.get("pretrained") is not True:
+        return None
+    found = None
+    if tracker.ranks.is_global_zero:
+        found = savings.reference_for(
+            tracker.ledger,
+            run_info.get("base_model") or run_info.get("model"),
+            run_info.get("task"),
+            exclude_run_id=tracker.run_id,
+        )
+    return savings.share_reference(found, reduce, tracker.ranks.world_size)
+
+
+def forecast_note(tracker: Tracker) -> str | None:
+    """What the run will use and emit at its planned length, once FORECAST_AFTER_EPOCHS
+    intervals tell; None before (or without a planned length)."""
+    intervals = tracker.intervals
+    if len(intervals) < FORECAST_AFTER_EPOCHS or intervals[-1].forecast_co2_kg is None:
+        return None
+    kwh, kg = intervals[-1].forecast_energy_kwh, intervals[-1].forecast_co2_kg
+    picture = equivalents.describe_tangible(kg)
+    return (
+        f"carbonlog: this run will use about {kwh:.3g} kWh and emit about {format_co2(kg)} CO2"
+        + (f", {picture}" if picture else "")
+    )
+
+
 def cleaner_region_note(grid) -> str | None:
     """For a cloud region: the same provider's cleanest region and how many times less it emits."""
-    from carbonlog.estimate import cleanest_region
-
     best, best_kg = cleanest_region(grid, device_kwh=NOTE_DEVICE_KWH, user_pue=None)
     if best is None or best.code == grid.code:
         return None

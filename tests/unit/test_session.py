@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from types import SimpleNamespace
 
 import pytest
 
 import carbonlog
+from carbonlog.distributed import Ranks
 from carbonlog.integrations._common import (
     cuda_devices,
     find_caller,
@@ -17,6 +19,7 @@ from carbonlog.integrations._common import (
     torch_sum,
     with_options_doc,
 )
+from carbonlog.ledger import Ledger
 from carbonlog.session import Session, cleaner_region_note
 
 OPTIONS = {"intensity": 100.0, "power_w": {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}}
@@ -77,20 +80,83 @@ def test_a_fit_ends_with_totals_and_keeps_its_state_for_a_checkpoint():
     assert session.state_dict()["epochs_done"] == 1  # still the fit's
 
 
-def test_a_resumed_fit_continues_and_a_bad_state_fails_when_loaded():
+def test_a_resumed_fit_continues_its_totals():
     first = Session("test", verbose=False, ledger=False, **OPTIONS)
     first.begin("fit")
     first.epoch_end()
     first.end()
     second = Session("test", verbose=False, ledger=False, **OPTIONS)
-    second.load_state_dict(first.state_dict())
+    assert second.load_state_dict(first.state_dict()) and second.resume_epochs == 1
     second.begin("fit")
     values = second.epoch_end()
     second.end()
     assert second.state_dict()["epochs_done"] == 2
     assert values["carbon/energy_kwh_total"] > first.fit_summary.energy_kwh
-    with pytest.raises(ValueError, match="not a carbonlog tracker state"):
-        second.load_state_dict({"totals_j": {}})
+
+
+def test_a_bad_resume_state_is_refused_once_as_the_fit_begins(carbon_warnings):
+    session = Session("test", verbose=False, ledger=False, **OPTIONS)
+    assert session.load_state_dict(None) is False and session.resume_epochs is None
+    assert session.load_state_dict({"totals_j": {}}, "model.ckpt") is False
+    assert session.resume_epochs is None and session.state_dict() == {}
+    assert not carbon_warnings  # said when the fit begins, where the rank is known
+    session.begin("fit")
+    values = session.epoch_end()
+    session.end()
+    assert values["carbon/energy_kwh_total"] == values["carbon/energy_kwh"]  # from zero
+    (warned,) = [record.getMessage() for record in carbon_warnings]
+    assert warned.startswith("carbonlog: the resume state in model.ckpt is refused (not a ")
+    assert warned.endswith("; energy and CO2 totals start over")
+
+
+def test_only_global_rank_zero_says_a_state_was_refused(carbon_warnings):
+    session = Session("test", verbose=False, ledger=False, **OPTIONS)
+    session.refuse_state("the resume state in carbon.json could not be read (truncated)")
+    session.begin("fit", ranks=Ranks(rank=1, local_rank=1, world_size=2), reduce=list)
+    session.end()
+    assert not carbon_warnings
+
+
+def test_an_abandoned_stage_ends_interrupted_without_waiting_on_other_processes(tmp_path):
+    ledger = tmp_path / "ledger.sqlite3"
+    session = Session("test", verbose=False, ledger=str(ledger), **OPTIONS)
+    sums = []
+
+    def reduce(values):
+        sums.append(list(values))
+        return values
+
+    session.begin("fit", ranks=Ranks(rank=0, local_rank=0, world_size=2), reduce=reduce)
+    session.epoch_end()
+    assert len(sums) == 1
+    session.abandon()  # what the next fit does first; the others may never join a sum now
+    assert len(sums) == 1 and not session.is_measuring
+    assert session.fit_summary.status == "interrupted"
+    assert session.state_dict()["epochs_done"] == 1  # a resume continues from it
+    with Ledger(ledger) as stored:
+        assert [run.status for run in stored.runs()] == ["interrupted"]
+
+
+def test_a_session_discarded_mid_stage_closes_its_run(tmp_path):
+    ledger = tmp_path / "ledger.sqlite3"
+    session = Session("test", verbose=False, ledger=str(ledger), **OPTIONS)
+    session.begin("fit")
+    with Ledger(ledger) as stored:
+        assert [run.status for run in stored.runs()] == ["running"]
+    del session
+    gc.collect()
+    with Ledger(ledger) as stored:
+        assert [run.status for run in stored.runs()] == ["interrupted"]
+
+
+def test_the_model_card_metadata_of_the_last_fit():
+    session = Session("test", verbose=False, ledger=False, pretrained=True, **OPTIONS)
+    assert session.model_card_co2() is None
+    session.begin("fit")
+    session.end()
+    co2 = session.model_card_co2(processes=2)
+    assert co2["emissions"] == pytest.approx(session.fit_summary.co2_kg * 1000)
+    assert (co2["source"], co2["training_type"]) == ("carbonlog", "fine-tuning")
 
 
 def test_cloud_runs_are_told_the_providers_cleanest_region():
