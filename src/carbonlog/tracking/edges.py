@@ -63,6 +63,11 @@ class Edges:
         return frozenset(slot.meter.component for slot in self._slots)
 
     @property
+    def estimating(self) -> frozenset[str]:
+        """The components whose meter is an estimate (a model, sampled or constant power)."""
+        return frozenset(slot.meter.component for slot in self._slots if slot.meter.estimated)
+
+    @property
     def elapsed_s(self) -> float:
         """From the first edge to the last: the run's time, not a sum's wait."""
         return self._edge_s - self._first_s

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from carbonlog import units
+from carbonlog import metrics, units
 from carbonlog._log import say, use_ranks, warn_once
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.errors import ConfigurationError
@@ -245,6 +245,14 @@ class Tracker:
         """The run's id in the ledger, once recorded (or resumed)."""
         recorded = self._recorder.run_id
         return recorded if recorded is not None else self._resume_run_id
+
+    def provenance(self, prefix: str) -> dict[str, str | float]:
+        """Where the energy is drawn, the intensity and its source, the PUE, and which
+        components this process measures and which it estimates: for loggers' run metadata."""
+        edges = self._edges
+        measured = tuple(c for c in COMPONENTS if edges and c in edges.components)
+        estimated = tuple(c for c in COMPONENTS if edges and c in edges.estimating)
+        return metrics.provenance(self.site.describe(), measured, estimated, prefix)
 
     def hardware(self) -> dict[str, list[dict]]:
         """The devices measured, by component."""
