@@ -284,3 +284,17 @@ def test_a_long_run_keeps_its_totals_exact_and_memory_bounded(monkeypatch):
         sum(iv.device_j for iv in marked) + summary.intervals[-1].device_j
     )
     assert summary.intervals[-1].energy_kwh_total == pytest.approx(summary.energy_kwh, rel=1e-12)
+
+
+def test_the_run_can_say_what_it_is(tmp_path):
+    from carbonlog.ledger import Ledger
+
+    path = str(tmp_path / "ledger.sqlite3")
+    tracker = constant_tracker(
+        ledger=path, task="sst2", base_model="bert-base-uncased", pretrained=True
+    ).start()
+    tracker.mark("epoch")
+    summary = tracker.stop()
+    with Ledger(path) as ledger:
+        run = ledger.run(summary.run_id)
+    assert (run.task, run.base_model, run.pretrained) == ("sst2", "bert-base-uncased", True)

@@ -40,6 +40,9 @@ class Tracker:
     Configuration is validated here, so a bad argument fails before training starts.
     `reduce` sums per-process joules over all ranks (adapters pass their framework's
     all-reduce); every rank then holds the same totals and takes the same budget decision.
+    `task`, `model`, `base_model` and `pretrained` say what the run is, for the ledger and
+    the savings figures; `run_info` carries the same facts as a mapping (adapters fill it from
+    their framework: "framework", "stage", "model", "base_model", "pretrained", "task").
     """
 
     def __init__(
@@ -65,6 +68,10 @@ class Tracker:
         on_budget: str = "warn",
         budget_check: str = "total",
         run_info: Mapping[str, object] | None = None,
+        task: str | None = None,
+        model: str | None = None,
+        base_model: str | None = None,
+        pretrained: bool | None = None,
     ):
         checked = check_options(
             location,
@@ -89,7 +96,13 @@ class Tracker:
         use_ranks(self.ranks)
         self.run_name = run_name
         self.tags = tags
-        self.run_info = dict(run_info or {})
+        declared = {
+            "task": task,
+            "model": model,
+            "base_model": base_model,
+            "pretrained": pretrained,
+        }
+        self.run_info = {**(run_info or {}), **{k: v for k, v in declared.items() if v is not None}}
         self.planned_epochs = planned_epochs
         self._meter_options = checked.meters
         self._reduce = reduce
