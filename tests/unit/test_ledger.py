@@ -1,5 +1,5 @@
 """Ledger: typed writes of a RunInfo and its Intervals, concurrent writers, runs a kill left open,
-file permissions, unusable files, the schema migration, and the queries behind `carbonlog runs`."""
+file permissions, unusable files, the schema migrations, and the queries behind `carbonlog runs`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import socket
 import sqlite3
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,13 +17,16 @@ import pytest
 from carbonlog.errors import CarbonlogError
 from carbonlog.ledger import (
     SCHEMA_VERSION,
+    STATUSES,
     Ledger,
     LedgerError,
     RunInfo,
     default_path,
     normalize_tags,
 )
-from carbonlog.ledger.schema import SCHEMA_V1
+from carbonlog.ledger.paths import ledger_files
+from carbonlog.ledger.records import clean_tag, storable_text
+from carbonlog.ledger.schema import APPLICATION_ID
 from tests.unit.ledger_worker import (
     HARDWARE,
     SITE,
@@ -32,6 +34,8 @@ from tests.unit.ledger_worker import (
     interval,
     record_run,
     run_info,
+    version_1_file,
+    version_2_file,
     worker,
 )
 
@@ -102,16 +106,14 @@ def test_end_run_stores_the_status_it_is_given(tmp_path):
     """The tracker decides a budget-stopped run's status; the ledger stores it as given."""
     with Ledger(tmp_path / "l.sqlite3") as ledger:
         ended = {}
-        for status in ("completed", "budget", "failed", "interrupted"):
+        for status in STATUSES:
             run_id = ledger.begin_run(run_info(status, on_budget="stop"))
             ledger.end_run(run_id, status, "budget: the run reached its budget", 1.0)
             ended[status] = ledger.run(run_id)
-    assert {status: run.status for status, run in ended.items()} == {
-        "completed": "completed",
-        "budget": "budget",
-        "failed": "failed",
-        "interrupted": "interrupted",
-    }
+        with pytest.raises(ValueError, match="status must be one of"):
+            ledger.end_run(run_id, "done", None, 1.0)
+        assert [r.name for r in ledger.runs(status="incomplete")] == ["incomplete"]
+    assert {status: run.status for status, run in ended.items()} == {s: s for s in STATUSES}
     assert ended["completed"].stop_reason == "budget: the run reached its budget"
 
 
@@ -127,6 +129,23 @@ def test_end_run_stores_the_status_it_is_given(tmp_path):
 )
 def test_tags_normalize_to_strings(tags, normalized):
     assert normalize_tags(tags) == normalized
+
+
+@pytest.mark.parametrize(
+    ("tag", "stored"),
+    [
+        ("plain=é", "plain=é"),
+        ("two\nlines", "two\\nlines"),
+        ("tab\tbell\x07del\x7fnel\x85", "tab\\tbell\\x07del\\x7fnel\\x85"),
+        ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),
+        ("bad\udcff", "bad\\udcff"),
+        ("two\\nalready", "two\\nalready"),
+    ],
+)
+def test_tags_are_stored_without_control_characters_or_lone_surrogates(tag, stored):
+    assert clean_tag(tag) == stored
+    assert clean_tag(stored) == stored  # stored tags match themselves again
+    assert storable_text(stored) == stored
 
 
 def test_the_file_and_its_wal_are_readable_by_their_user_only(tmp_path):
@@ -148,6 +167,33 @@ def test_an_existing_file_open_to_others_is_made_private(tmp_path):
     path.chmod(0o644)
     Ledger(path).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="O_PATH descriptors are Linux's")
+def test_without_a_no_follow_chmod_an_o_path_descriptor_makes_the_files_private(
+    tmp_path, monkeypatch
+):
+    """glibc before 2.32 cannot chmod without following a link: carbonlog does it as newer
+    glibc does, through an O_PATH descriptor (whose close drops no SQLite lock)."""
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).close()
+    keep = sqlite3.connect(path)  # another connection keeps the -wal and -shm files
+    keep.execute("SELECT count(*) FROM runs").fetchone()
+    files = ledger_files(path)
+    for file in files:
+        file.chmod(0o644)
+    chmod = os.chmod
+
+    def old_glibc(target, mode, *, dir_fd=None, follow_symlinks=True):
+        if not follow_symlinks:
+            raise NotImplementedError("chmod: follow_symlinks unavailable on this platform")
+        chmod(target, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "chmod", old_glibc)
+    Ledger(path).close()
+    modes = [stat.S_IMODE(file.stat().st_mode) for file in files]
+    keep.close()
+    assert modes == [0o600] * 3
 
 
 def test_default_path_follows_carbonlog_home_then_the_platform(monkeypatch, tmp_path):
@@ -178,7 +224,7 @@ def test_a_ledger_opens_in_carbonlog_home_by_default(monkeypatch, tmp_path):
         assert [run.id for run in ledger.runs()] == [run_id]
 
 
-# -- resume, runs a kill left open ---------------------------------------------------------
+# -- resume, concurrent writers ---------------------------------------------------------
 
 
 def test_resume_run_reopens_a_known_run_only(tmp_path):
@@ -191,36 +237,6 @@ def test_resume_run_reopens_a_known_run_only(tmp_path):
         resumed = ledger.run(run_id)
     assert (resumed.status, resumed.ended_at, resumed.stop_reason) == ("running", None, None)
     assert resumed.epochs == 2
-
-
-def test_the_next_run_on_this_host_closes_runs_whose_process_is_gone(tmp_path):
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    dead_pid = int(gone.stdout)
-    path = tmp_path / "l.sqlite3"
-    with Ledger(path) as ledger:
-        killed = record_run(ledger, "killed", [1.0, 1.0], status="running")
-        record_run(ledger, "mine", [1.0], status="running")
-        elsewhere = record_run(ledger, "elsewhere", [1.0], status="running")
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE runs SET pid = ? WHERE id IN (?, ?)", (dead_pid, killed, elsewhere))
-        conn.execute("UPDATE runs SET host = 'another-host' WHERE id = ?", (elsewhere,))
-    with Ledger(path) as ledger:
-        record_run(ledger, "next", [1.0])
-        closed = ledger.run(killed)
-        statuses = {run.name: run.status for run in ledger.runs()}
-    assert closed.status == "interrupted" and "killed" in closed.stop_reason
-    assert len(closed.intervals) == 2
-    assert statuses == {
-        "killed": "interrupted",
-        "mine": "running",
-        "elsewhere": "running",
-        "next": "completed",
-    }
 
 
 @pytest.mark.slow
@@ -257,41 +273,41 @@ def test_an_unusable_ledger_raises_on_open(tmp_path, make):
 # -- the schema migration --------------------------------------------------------------------
 
 
-def _version_1_file(path: Path) -> None:
-    """A ledger as the first schema wrote it: tags and metrics as JSON text."""
+def _header(path: Path) -> tuple[int, int, str]:
     with sqlite3.connect(path) as conn:
-        conn.executescript(SCHEMA_V1)
-        conn.execute(
-            "INSERT INTO runs VALUES (7, 'old', 'keras', 'mlp', 'mnist', 0, ?, 'FR', 50.0, 1.2, "
-            "1000.0, 1100.0, 'completed')",
-            (json.dumps({"sweep": "a"}),),
+        return (
+            conn.execute("PRAGMA application_id").fetchone()[0],
+            conn.execute("PRAGMA user_version").fetchone()[0],
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
         )
-        conn.execute(
-            "INSERT INTO runs VALUES (8, 'older', 'keras', 'mlp', 'mnist', 1, ?, 'FR', 50.0, 1.2, "
-            "2000.0, NULL, 'running')",
-            (json.dumps(["baseline"]),),
-        )
-        for index, (gpu_j, metrics) in enumerate(
-            [(3.6e6, {"loss": 0.5, "acc": 0.8}), (7.2e6, {"loss": 0.25, "acc": "n/a"})]
-        ):
-            conn.execute(
-                "INSERT INTO intervals (run_id, label, idx, started_at, duration_s, "
-                "gpu_j, cpu_j, ram_j, co2_kg, metrics) VALUES (7, 'epoch', ?, 1000.0, "
-                "50.0, ?, 0.0, 0.0, ?, ?)",
-                (index, gpu_j, gpu_j * 1.2 / 3.6e6 * 0.05, json.dumps(metrics)),
-            )
-        conn.execute("PRAGMA user_version = 1")
+
+
+def test_a_new_ledger_is_marked_as_carbonlogs(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    Ledger(path).close()
+    assert _header(path) == (APPLICATION_ID, SCHEMA_VERSION, "wal")
+
+
+def test_a_newer_carbonlog_ledger_is_refused_untouched(tmp_path):
+    path = tmp_path / "newer.sqlite3"
+    Ledger(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = path.read_bytes()
+    with pytest.raises(LedgerError, match="newer than this carbonlog knows"):
+        Ledger(path)
+    assert path.read_bytes() == before
 
 
 def test_a_version_1_ledger_is_migrated_on_open(tmp_path):
     path = tmp_path / "v1.sqlite3"
-    _version_1_file(path)
+    version_1_file(path)
     with Ledger(path) as ledger:
         old, older = ledger.run(7), ledger.run(8)
         new_id = record_run(ledger, "new", [1.0])
         by_tag = {g.key: g.runs for g in ledger.totals("tag")}
+    assert _header(path) == (APPLICATION_ID, SCHEMA_VERSION, "wal")
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert not {"runs_v1", "intervals_v1"} & tables
     assert (old.name, old.framework, old.task, old.pretrained, old.status, old.tags) == (
@@ -309,6 +325,44 @@ def test_a_version_1_ledger_is_migrated_on_open(tmp_path):
     assert old.intervals[0].intensity_g_per_kwh == 50.0 and old.intervals[0].pue == 1.2
     assert new_id == 9
     assert by_tag == {"sweep=a": 1, "baseline": 1, None: 1}
+
+
+def test_a_version_2_ledger_is_migrated_on_open(tmp_path):
+    path = tmp_path / "v2.sqlite3"
+    version_2_file(path)
+    with Ledger(path) as ledger:
+        old = ledger.run(3)
+        new_id = record_run(ledger, "new", [1.0], tags=["c"])
+        by_tag = {g.key: g.runs for g in ledger.totals("tag")}
+        still_open = ledger.run(4)
+    assert _header(path) == (APPLICATION_ID, SCHEMA_VERSION, "wal")
+    assert (old.name, old.status, old.tags, old.site) == (
+        "v2 run",
+        "completed",
+        ["a\\nb", "c"],  # the newline escaped, as a new tag is; one tag, not two
+        SITE,
+    )
+    assert [(i.energy_kwh, i.estimated, i.metrics) for i in old.intervals] == [
+        (1.5, ("gpu",), {"loss": 0.5})
+    ]
+    assert new_id == 5 and by_tag == {"a\\nb": 1, "c": 2, None: 1}
+    assert still_open.status == "running"  # its namespace is unknown: never closed wrongly
+    with sqlite3.connect(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    assert columns[-2:] == ["pid_ns", "boot_id"]
+
+
+def test_a_migrated_ledger_has_the_schema_of_a_new_one(tmp_path):
+    def schema(path: Path) -> list:
+        with sqlite3.connect(path) as conn:
+            return sorted(conn.execute("SELECT type, name, sql FROM sqlite_master"))
+
+    for make in (version_1_file, version_2_file):
+        make(tmp_path / make.__name__)
+        Ledger(tmp_path / make.__name__).close()
+    Ledger(tmp_path / "new").close()
+    assert schema(tmp_path / "version_1_file") == schema(tmp_path / "new")
+    assert schema(tmp_path / "version_2_file") == schema(tmp_path / "new")
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -343,6 +397,10 @@ def test_queries_filter_runs_and_total_the_cost_of_experimenting(tmp_path):
         assert ledger.run("a").status == "interrupted"  # the newest of that name
         assert ledger.run("1").name == ledger.run(1).name == "a"
         assert ledger.run("nope") is None and ledger.run(99) is None
+        assert ledger.run("1" * 30) is None and ledger.run("²") is None  # no id: no error
+        assert len(ledger.runs(limit=10**30)) == 5 and ledger.runs(limit=0) == []
+        with pytest.raises(ValueError, match="limit must be 0 or more"):
+            ledger.runs(limit=-1)
         assert ledger.run(1, intervals=False).intervals == []
 
         by_task = ledger.totals("task")
@@ -374,6 +432,21 @@ def test_records_are_frozen_and_convert_to_plain_dicts(tmp_path):
     for record in (run, run.intervals[0], total, run_info("x")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             record.label = "changed"
+
+
+def test_reading_a_run_takes_the_same_few_queries_however_long_it_is(tmp_path):
+    """Its row, then its intervals and their metrics: never one query per interval."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        counts = []
+        for epochs in (2, 200):
+            run_id = record_run(ledger, f"{epochs}", [1.0] * epochs, [{"loss": 1.0}] * epochs)
+            statements = []
+            ledger._conn.set_trace_callback(statements.append)
+            run = ledger.run(run_id)
+            ledger._conn.set_trace_callback(None)
+            assert len(run.intervals) == epochs and run.intervals[-1].metrics == {"loss": 1.0}
+            counts.append(len(statements))
+    assert counts == [3, 3]
 
 
 def test_the_interval_helpers_match_the_ledger_contract(tmp_path):

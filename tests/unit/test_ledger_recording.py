@@ -88,6 +88,20 @@ def test_metrics_reported_after_an_epoch_closed_join_that_epoch(tmp_path):
     assert run.intervals[1].metrics == {"loss": 0.3}
 
 
+def test_metrics_reported_after_the_run_ended_are_not_recorded_and_break_nothing(
+    tmp_path, carbon_warnings
+):
+    path = tmp_path / "ledger.sqlite3"
+    tracker = tracked(path, run_name="ended").start()
+    first = tracker.mark("epoch", {"loss": 0.5})
+    tracker.stop()
+    tracker.annotate(first, {"eval_accuracy": 0.9})
+    assert tracker.ledger is None
+    with Ledger(path) as ledger:
+        assert ledger.run("ended").intervals[0].metrics == {"loss": 0.5}
+    assert carbon_warnings == []
+
+
 def test_a_tracked_file_and_its_wal_are_readable_by_their_user_only(tmp_path):
     path = tmp_path / "new" / "ledger.sqlite3"
     tracker = tracked(path).start()
@@ -223,16 +237,19 @@ def _assert_trained_without_ledger(tracker, summary, epochs: int = 2):
 
 
 @pytest.mark.parametrize("make", UNUSABLE, ids=lambda f: f.__name__.strip("_"))
-def test_an_unusable_ledger_never_stops_training_and_says_so_once(tmp_path, make, carbon_warnings):
+def test_an_unusable_ledger_never_stops_training_and_says_so_once_per_run(
+    tmp_path, make, carbon_warnings
+):
+    """Two runs in one process (a notebook): each is told it is not recorded, once."""
     path = make(tmp_path)
-    before = path.read_bytes() if path.is_file() else None
+    before = (path.read_bytes(), path.stat().st_mode) if path.is_file() else None
     for _ in range(2):
-        tracker, summary = _train(path)
-        _assert_trained_without_ledger(tracker, summary)
+        tracker, summary = _train(path, epochs=3)
+        _assert_trained_without_ledger(tracker, summary, epochs=3)
     said = [r.getMessage() for r in carbon_warnings]
-    assert len(said) == 1 and "ledger is unavailable" in said[0], said
+    assert len(said) == 2 and all("ledger is unavailable" in m for m in said), said
     if before is not None:
-        assert path.read_bytes() == before  # the user's file is left as it was
+        assert (path.read_bytes(), path.stat().st_mode) == before  # left as it was
 
 
 def test_corrupt_pages_behind_a_valid_header_never_stop_training(tmp_path, carbon_warnings):
@@ -251,13 +268,17 @@ def test_corrupt_pages_behind_a_valid_header_never_stop_training(tmp_path, carbo
 def test_writes_refused_mid_run_warn_once_and_keep_the_totals(tmp_path, carbon_warnings):
     """SQLite refusing writes as it does for a read-only file ("attempt to write a readonly
     database"), here through query_only: tests run as root, where file modes do not bite."""
-    tracker = tracked(tmp_path / "l.sqlite3").start()
+    path = tmp_path / "l.sqlite3"
+    tracker = tracked(path).start()
     tracker.mark("epoch")
     tracker.ledger._conn.execute("PRAGMA query_only = ON")
     for _ in range(3):
         tracker.mark("epoch")
     summary = tracker.stop()
     assert len(summary.intervals) == 5 and summary.energy_kwh > 0
+    with Ledger(path) as ledger:
+        run = ledger.run(summary.run_id)
+    assert (run.status, run.epochs) == ("running", 1)  # never "completed" with 1 of 4 epochs
     said = [r.getMessage() for r in carbon_warnings]
     assert len(said) == 1 and "readonly" in said[0], said
 

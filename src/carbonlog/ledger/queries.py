@@ -1,5 +1,6 @@
 """The ledger's reads: runs by filter, one run with its intervals, and the cost of
-experimenting per task, tag or model. Totals are summed from the stored intervals."""
+experimenting per task, tag or model. Totals are summed from the stored intervals; a run's
+intervals and their metrics are two queries, whatever the run's length."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from carbonlog.ledger.records import STATUSES, GroupTotal, IntervalRecord, RunRecord
+from carbonlog.errors import ConfigurationError
+from carbonlog.ledger.records import STATUSES, GroupTotal, IntervalRecord, RunRecord, clean_tag
 
 GROUP_BY = ("task", "tag", "model", "base_model", "framework", "status")
+_MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id or limit names no run, limits none
 
-_SELECT_RUNS = (
+_SELECT_RUNS = (  # a stored tag holds no newline (clean_tag): one per line
     "SELECT r.*, "
     "(SELECT group_concat(tag, char(10)) FROM run_tags t WHERE t.run_id = r.id) AS tags, "
     "COUNT(CASE WHEN i.label = 'epoch' THEN 1 END) AS epochs, "
@@ -38,10 +41,11 @@ class Queries:
     ) -> list[RunRecord]:
         """Runs matching every filter given, newest first, without their intervals.
 
-        `model` matches the model or the base model; `status` is one of STATUSES.
+        `model` matches the model or the base model; `status` is one of STATUSES; `tag` is
+        matched as it is stored (`clean_tag`).
         """
         if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+            raise ConfigurationError(f"status must be one of {STATUSES}, got {status!r}")
         where, params = [], []
         for column, value in (("r.task", task), ("r.status", status)):
             if value is not None:
@@ -52,7 +56,7 @@ class Queries:
             params += [model, model]
         if tag is not None:
             where.append("r.id IN (SELECT run_id FROM run_tags WHERE tag = ?)")
-            params.append(tag)
+            params.append(clean_tag(tag))
         if pretrained is not None:
             where.append("r.pretrained = ?")
             params.append(int(pretrained))
@@ -61,8 +65,10 @@ class Queries:
     def run(self, ref: int | str, intervals: bool = True) -> RunRecord | None:
         """One run by id, or by name (the newest of that name); None if there is none."""
         found = []
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
-            found = self._select_runs(["r.id = ?"], [int(ref)])
+        digits = isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit()
+        run_id = int(ref) if digits else ref
+        if isinstance(run_id, int) and 0 < run_id <= _MAX_ID:
+            found = self._select_runs(["r.id = ?"], [run_id])
         if not found:
             found = self._select_runs(["r.name = ?"], [str(ref)], limit=1)
         if not found:
@@ -88,7 +94,7 @@ class Queries:
         """The cost of experimenting: kWh and kg CO2 per task (or tag, model...) over all
         runs, failed, interrupted and budget-stopped included; costliest first."""
         if by not in GROUP_BY:
-            raise ValueError(f"by must be one of {GROUP_BY}, got {by!r}")
+            raise ConfigurationError(f"by must be one of {GROUP_BY}, got {by!r}")
         groups: dict[str | None, list[RunRecord]] = {}
         for run in self.runs(**filters):
             keys = (run.tags or [None]) if by == "tag" else [getattr(run, by)]
@@ -106,7 +112,10 @@ class Queries:
             + " GROUP BY r.id ORDER BY r.id DESC"
         )
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            if limit < 0:
+                raise ValueError(f"limit must be 0 or more, got {limit}")
+            sql += " LIMIT ?"
+            params = [*params, min(int(limit), _MAX_ID)]
         return [_run_record(row) for row in self._read(sql, params)]
 
 

@@ -4,17 +4,28 @@ GroupTotal), with the helpers that turn loose user values into what it stores.""
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from carbonlog.errors import CarbonlogError
 
-STATUSES = ("running", "completed", "failed", "interrupted", "budget")
+STATUSES = ("running", "completed", "failed", "interrupted", "budget", "incomplete")
+"""A run's status: "running" until it ends; then "completed", "failed" (the training raised),
+"interrupted" (stopped by hand, or its process ended without closing it), "budget" (stopped
+by its budget), or "incomplete": it ended, but some of its writes could not be made (the
+ledger stayed locked or its disk full), so its stored intervals do not add up to the run.
+Only "completed" runs serve as baselines."""
 
 
 class LedgerError(CarbonlogError, RuntimeError):
     """The ledger cannot be opened or used; the tracker goes on without it."""
+
+
+class LedgerBusy(LedgerError):
+    """The ledger cannot take a write now (another process holds its lock past the busy
+    timeout, or its disk is full); the same write may succeed later."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,8 @@ class RunInfo:
     """A run as the ledger stores it at its start: what it trains, where, and its budget.
 
     `hardware` is the devices by component; `site` is what `Site.describe()` returns
-    (location, g_per_kwh, pue...); `tags` come from `normalize_tags`.
+    (location, g_per_kwh, pue...); `tags` come from `normalize_tags`; `started_at` (seconds
+    since the epoch) is when the run began, the time of the write if not given.
     """
 
     name: str | None = None
@@ -38,6 +50,7 @@ class RunInfo:
     budget_kg: float | None = None
     budget_kwh: float | None = None
     on_budget: str | None = None
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,26 @@ def normalize_tags(tags: Mapping[str, str] | Iterable[str] | str | None) -> tupl
     return tuple(str(tag) for tag in tags)
 
 
+def storable_text(value: str) -> str:
+    """`value` as SQLite can store it: unchanged if it is valid Unicode, else with its lone
+    surrogates (the undecodable bytes of an `os.fsdecode` name) as backslash escapes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def clean_tag(tag: str) -> str:
+    """A tag as the ledger stores and matches it: control characters (a newline, an escape
+    sequence) as backslash escapes, so a tag reads back as one tag and prints as one line."""
+    escaped = "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) == "Cc" else ch
+        for ch in tag
+    )
+    return storable_text(escaped)
+
+
 def _finite_or_none(value: object) -> float | None:
     """`value` as a float, or None for what is not a finite number (tensors convert)."""
     try:
@@ -151,5 +184,7 @@ def _finite_or_none(value: object) -> float | None:
 
 def metric_values(metrics: Mapping[object, object] | None) -> dict[str, float]:
     """The framework's metrics that are finite numbers, by name; the rest is not stored."""
-    numbers = {str(key): _finite_or_none(value) for key, value in (metrics or {}).items()}
+    numbers = {
+        storable_text(str(key)): _finite_or_none(value) for key, value in (metrics or {}).items()
+    }
     return {key: number for key, number in numbers.items() if number is not None}

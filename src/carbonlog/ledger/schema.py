@@ -1,18 +1,27 @@
 """The ledger's SQLite schema, its version (PRAGMA user_version) and the migrations that
-bring an older file to it; the store runs them inside its write transaction."""
+bring an older file to it; the store runs them inside its write transaction.
+
+A file is a carbonlog ledger when it carries carbonlog's PRAGMA application_id (every file of
+schema 3 and later does), or, unmarked, when its tables and columns are those of schema 1 or 2
+(the ledgers older carbonlog versions wrote). Anything else is another application's file and
+is refused before any write or pragma that would change it.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable
 
-from carbonlog.ledger.records import LedgerError, metric_values, normalize_tags
+from carbonlog.ledger.records import LedgerError, clean_tag, metric_values, normalize_tags
 from carbonlog.units import J_PER_KWH
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+APPLICATION_ID = 0x43624C67
+"""PRAGMA application_id of the ledgers carbonlog creates ("CbLg")."""
 
-_SCHEMA = """
+SCHEMA_V2 = """
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT,
@@ -70,6 +79,8 @@ CREATE TABLE interval_metrics (
     PRIMARY KEY (interval_id, key)
 );
 """
+"""Schema 2: tags and metrics in tables of their own; runs with hardware, site, budget, host and
+process id. Created by carbonlog before files were marked with its application id."""
 
 SCHEMA_V1 = """
 CREATE TABLE runs (
@@ -101,28 +112,81 @@ CREATE TABLE intervals (
     metrics TEXT
 );
 """
-"""The first released schema (tags and metrics as JSON text), kept to document and test the
-migration to the current one."""
+"""Schema 1, the first released (tags and metrics as JSON text), kept to recognise and migrate
+such files."""
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """The current schema, statement by statement (executescript would commit the transaction)."""
-    for statement in _SCHEMA.split(";"):
+    """The current schema: schema 2's tables brought forward by the migrations, so a new file
+    and a migrated one are the same."""
+    _execute(conn, SCHEMA_V2)
+    for step in range(2, SCHEMA_VERSION):
+        MIGRATIONS[step](conn)
+
+
+def stamp(conn: sqlite3.Connection) -> None:
+    """Mark the file as a carbonlog ledger of the current schema."""
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def check_version(conn: sqlite3.Connection) -> int:
+    """The schema version of a carbonlog ledger, or 0 for an empty file; reads only.
+
+    LedgerError for a newer carbonlog's ledger and for any file carbonlog did not write.
+    """
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if application_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"schema version {version} is newer than this carbonlog knows "
+                f"({SCHEMA_VERSION}); upgrade carbonlog"
+            )
+        return version
+    if application_id == 0:
+        if version == 0 and not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            return 0
+        if version in _UNMARKED and _tables(conn) == _tables_of(_UNMARKED[version]):
+            return version
+    raise LedgerError(
+        "the file is not a carbonlog ledger but another application's SQLite database "
+        f"(application_id {application_id}, user_version {version}, tables "
+        f"{sorted(_tables(conn)) or 'none'}); it is left untouched"
+    )
+
+
+def _execute(conn: sqlite3.Connection, script: str) -> None:
+    """`script` statement by statement (executescript would commit the transaction)."""
+    for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
 
 
-def check_version(conn: sqlite3.Connection) -> int:
-    """The file's schema version; LedgerError for a newer carbonlog's file or another app's."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise LedgerError(
-            f"schema version {version} is newer than this carbonlog knows "
-            f"({SCHEMA_VERSION}); upgrade carbonlog"
+def _tables(conn: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    """The file's tables (SQLite's own left out) and their columns, in order."""
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
         )
-    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        raise LedgerError("the file holds tables but no carbonlog schema version")
-    return version
+    ]
+    return {
+        name: tuple(row[0] for row in conn.execute("SELECT name FROM pragma_table_info(?)", [name]))
+        for name in names
+    }
+
+
+@functools.cache
+def _tables_of(script: str) -> dict[str, tuple[str, ...]]:
+    """The tables and columns that `script` creates."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(script)
+        return _tables(conn)
+    finally:
+        conn.close()
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
@@ -130,7 +194,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     hardware, site, budget, host and stop reason; intervals gain PUE, intensity and kWh."""
     conn.execute("ALTER TABLE runs RENAME TO runs_v1")
     conn.execute("ALTER TABLE intervals RENAME TO intervals_v1")
-    create_schema(conn)
+    _execute(conn, SCHEMA_V2)
     conn.execute(
         "INSERT INTO runs (id, name, framework, model, task, pretrained, location, "
         "intensity_g_per_kwh, pue, started_at, ended_at, duration_s, status) "
@@ -162,5 +226,26 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE runs_v1")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Runs gain their process's PID namespace and boot (a PID is checked only where it
+    means something); stored tags get their control characters escaped, as new ones are."""
+    conn.execute("ALTER TABLE runs ADD COLUMN pid_ns TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN boot_id TEXT")
+    for run_id, tag in conn.execute("SELECT run_id, tag FROM run_tags").fetchall():
+        if clean_tag(tag) != tag:
+            conn.execute("DELETE FROM run_tags WHERE run_id = ? AND tag = ?", (run_id, tag))
+            conn.execute(
+                "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?, ?)",
+                (run_id, clean_tag(tag)),
+            )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 """Version n -> the function that brings a version-n file to version n + 1."""
+
+
+_UNMARKED = {1: SCHEMA_V1, 2: SCHEMA_V2}
+"""The schemas of the ledgers carbonlog wrote before it marked them with its application id."""

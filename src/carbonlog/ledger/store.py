@@ -2,15 +2,20 @@
 the typed writes of a RunInfo and its Intervals, and the closing of runs a kill left open.
 
 Each interval is committed when it is marked, so a killed process loses at most its open
-epoch; several processes may write at once. Older files are migrated on open.
+epoch; several processes may write at once. A write waits for another process's lock up to
+the busy timeout: BUSY_TIMEOUT_S for readers (the CLI, reports), a few tens of milliseconds for
+the training loop's recorder. A write that cannot be made now (the lock still held, the disk
+full) raises LedgerBusy and may be tried again; any other failure raises LedgerError. Only a
+file carbonlog created (or wrote at an older schema) is changed; older files are migrated on
+open. Text that SQLite cannot store (lone surrogates) is stored escaped, and looked up the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -19,13 +24,30 @@ from pathlib import Path
 from typing import TypeVar
 
 from carbonlog.interval import Interval
-from carbonlog.ledger.paths import create_private_file, default_path
+from carbonlog.ledger.paths import check_unchanged, default_path, make_private, prepare_file
+from carbonlog.ledger.processes import Process, close_abandoned
 from carbonlog.ledger.queries import Queries
-from carbonlog.ledger.records import LedgerError, RunInfo, metric_values
-from carbonlog.ledger.schema import MIGRATIONS, SCHEMA_VERSION, check_version, create_schema
+from carbonlog.ledger.records import (
+    STATUSES,
+    LedgerBusy,
+    LedgerError,
+    RunInfo,
+    clean_tag,
+    metric_values,
+    storable_text,
+)
+from carbonlog.ledger.schema import MIGRATIONS, SCHEMA_VERSION, check_version, create_schema, stamp
 
 BUSY_TIMEOUT_S = 10.0
-ABANDONED = "its process ended without closing the run (killed, or crashed hard)"
+"""How long a reader's write (a migration on open) waits for another process's lock."""
+
+_TRANSIENT_SQLITE = (
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "disk I/O error",
+)
+_TRANSIENT_ERRNO = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 _T = TypeVar("_T")
 
@@ -34,16 +56,19 @@ class Ledger(Queries):
     """Runs and their intervals in one SQLite file; raises LedgerError when it cannot open.
 
     Only the global rank-zero process writes (the tracker opens it only there); any
-    process may read. Safe to share between threads of one process.
+    process may read. Safe to share between threads of one process. `busy_timeout_s` is how
+    long a write waits for another process's lock before LedgerBusy.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(
+        self, path: str | os.PathLike | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S
+    ):
         self.path = Path(path).expanduser() if path is not None else default_path()
         self._lock = threading.Lock()
         try:
-            self._conn = _connect(self.path)
+            self._conn = _connect(self.path, busy_timeout_s)
         except (OSError, sqlite3.Error, LedgerError) as exc:
-            raise LedgerError(f"cannot open the run ledger {self.path}: {exc}") from exc
+            raise _error(f"cannot open the run ledger {self.path}", exc) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -59,9 +84,9 @@ class Ledger(Queries):
 
     def begin_run(self, info: RunInfo) -> int:
         """Record a run with status "running" and return its id; runs of this host that a
-        kill left open are closed first."""
+        kill left open are closed first. Tags are stored through `clean_tag`."""
         site = dict(info.site)
-        row = {
+        fields = {
             "name": info.name,
             "framework": info.framework,
             "stage": info.stage,
@@ -77,14 +102,14 @@ class Ledger(Queries):
             "budget_kg": info.budget_kg,
             "budget_kwh": info.budget_kwh,
             "on_budget": info.on_budget,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started_at": time.time(),
+            **Process.current().columns(),
+            "started_at": info.started_at if info.started_at is not None else time.time(),
             "status": "running",
         }
+        row = {key: _text(value) for key, value in fields.items()}
 
         def insert(conn: sqlite3.Connection) -> int:
-            _close_abandoned(conn, row["host"])
+            close_abandoned(conn)
             columns = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             run_id = conn.execute(
@@ -92,7 +117,7 @@ class Ledger(Queries):
             ).lastrowid
             conn.executemany(
                 "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?, ?)",
-                [(run_id, tag) for tag in info.tags],
+                [(run_id, clean_tag(tag)) for tag in info.tags],
             )
             return run_id
 
@@ -101,11 +126,13 @@ class Ledger(Queries):
     def resume_run(self, run_id: int) -> bool:
         """Reopen a run for a resumed training (status back to "running"); False if unknown."""
 
+        process = Process.current()
+
         def reopen(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
                 "UPDATE runs SET status = 'running', ended_at = NULL, stop_reason = NULL, "
-                "host = ?, pid = ? WHERE id = ?",
-                (socket.gethostname(), os.getpid(), run_id),
+                "host = ?, pid = ?, pid_ns = ?, boot_id = ? WHERE id = ?",
+                (*map(_text, process.columns().values()), run_id),
             )
             return cursor.rowcount == 1
 
@@ -124,7 +151,7 @@ class Ledger(Queries):
                 "estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
-                    interval.label,
+                    _text(interval.label),
                     interval.index,
                     interval.started_at_s,
                     interval.duration_s,
@@ -133,10 +160,10 @@ class Ledger(Queries):
                     interval.ram_j,
                     interval.pue,
                     interval.intensity_g_per_kwh,
-                    interval.intensity_source,
+                    _text(interval.intensity_source),
                     interval.energy_kwh,
                     interval.co2_kg,
-                    ",".join(interval.estimated),
+                    _text(",".join(interval.estimated)),
                 ),
             ).lastrowid
             _put_metrics(conn, interval_id, values)
@@ -160,39 +187,49 @@ class Ledger(Queries):
         self._write(insert)
 
     def end_run(self, run_id: int, status: str, stop_reason: str | None, duration_s: float) -> None:
-        """Close a run with the status the tracker decided, its end time, duration and why
-        it stopped."""
+        """Close a run with the status the tracker decided (one of STATUSES), its end time,
+        duration and why it stopped."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         self._write(
             lambda conn: conn.execute(
                 "UPDATE runs SET status = ?, stop_reason = ?, ended_at = ?, duration_s = ? "
                 "WHERE id = ?",
-                (status, stop_reason, time.time(), duration_s, run_id),
+                (status, _text(stop_reason), time.time(), duration_s, run_id),
             )
         )
 
     # -- the connection --------------------------------------------------------------------
 
     def _write(self, statements: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `statements` in one committed transaction."""
-        with self._lock, _transaction(self._conn):
-            return statements(self._conn)
+        """Run `statements` in one committed transaction; LedgerBusy if it cannot be now."""
+        try:
+            with self._lock, _transaction(self._conn):
+                return statements(self._conn)
+        except sqlite3.Error as exc:
+            raise _error(f"cannot write the run ledger {self.path}", exc) from exc
 
     def _read(self, sql: str, params: Sequence[object]) -> list[dict]:
-        with self._lock:
-            cursor = self._conn.execute(sql, params)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        try:
+            with self._lock:
+                cursor = self._conn.execute(sql, [_text(p) for p in params])
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise _error(f"cannot read the run ledger {self.path}", exc) from exc
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """A private, WAL-mode connection to a file of the current schema."""
-    create_private_file(path)
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """A private, WAL-mode connection to a carbonlog ledger of the current schema."""
+    found = prepare_file(path)
     conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
     )
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        check_version(conn)  # before WAL: a file that is not ours is left untouched
+        check_unchanged(path, found)
+        with _transaction(conn, "BEGIN DEFERRED"):  # one snapshot, as another process creates it
+            check_version(conn)  # reads only: a file that is not ours is left as it was
+        make_private(path)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise LedgerError(f"WAL journal mode refused (got {mode!r})")
@@ -216,14 +253,14 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         else:
             for step in range(version, SCHEMA_VERSION):
                 MIGRATIONS[step](conn)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        stamp(conn)
 
 
 @contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (unless SQLite already did, so
-    the first error is the one told)."""
-    conn.execute("BEGIN IMMEDIATE")
+def _transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """`begin` ... COMMIT, rolled back on any error (unless SQLite already did, so the first
+    error is the one told)."""
+    conn.execute(begin)
     try:
         yield
         conn.execute("COMMIT")
@@ -244,32 +281,17 @@ def _json(value: object) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether a process of this id runs on this host (signal 0 checks without sending)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+def _text(value: _T) -> _T:
+    """A str as SQLite can store it (`storable_text`); anything else as it is."""
+    return storable_text(value) if isinstance(value, str) else value
 
 
-def _close_abandoned(conn: sqlite3.Connection, host: str) -> None:
-    """Runs of this host still "running" whose process is gone become "interrupted".
-
-    A kill -9 leaves no chance to close a run; the next run on the same host closes it, so
-    the cost of experimenting counts it as interrupted. (A reused process id keeps such a
-    run open a while longer: it is left alone, never closed wrongly.)
-    """
-    stale = [
-        run_id
-        for run_id, pid in conn.execute(
-            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)
-        )
-        if pid is not None and pid != os.getpid() and not _process_alive(pid)
-    ]
-    conn.executemany(
-        "UPDATE runs SET status = 'interrupted', stop_reason = ? WHERE id = ?",
-        [(ABANDONED, run_id) for run_id in stale],
+def _error(context: str, exc: BaseException) -> LedgerError:
+    """`exc` as the ledger tells it: LedgerBusy when the same call may succeed later (a lock
+    held past the busy timeout, a full disk), else LedgerError."""
+    transient = (
+        isinstance(exc, LedgerBusy)
+        or (isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_TRANSIENT_SQLITE))
+        or (isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNO)
     )
+    return (LedgerBusy if transient else LedgerError)(f"{context}: {exc}")

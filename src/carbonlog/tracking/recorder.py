@@ -67,7 +67,7 @@ class Recorder:
         self._wanted = ledger
         self.ledger = None
         self.run_id: int | None = None
-        self._begin: tuple | None = None  # (info, resume_run_id) once begin() was called
+        self._begin: tuple | None = None  # (info, resume_run_id) from begin() to end()
         self._pending: deque[Callable] = deque()  # write(ledger, run_id), oldest first
         self._lost = 0
         self._busy: Exception | None = None  # why the last flush stopped
@@ -115,6 +115,7 @@ class Recorder:
             else:
                 self._close(status, stop_reason, duration_s)
             self._shut()
+            self._begin = None  # the run is over: nothing after it is recorded
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -200,9 +201,10 @@ class Recorder:
 
     def _lose(self, why: str) -> None:
         self._lost += 1
+        run = "this run" if self.run_id is None else f"run {self.run_id}"
         self._say(
             f"carbonlog: a write to the run ledger was lost ({why}); training goes on, and "
-            f"run {self.run_id} will not be stored as completed"
+            f"{run} will not be stored as completed"
         )
 
     def _say(self, message: str) -> None:
