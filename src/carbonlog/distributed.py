@@ -60,6 +60,24 @@ def _torch_group() -> tuple[int, int] | None:
     return None
 
 
+LAUNCH_VARS = {
+    "slurm_job_id": "SLURM_JOB_ID",
+    "slurm_step_id": "SLURM_STEP_ID",
+    "slurm_job_name": "SLURM_JOB_NAME",
+    "slurm_nodelist": "SLURM_JOB_NODELIST",
+    "torchelastic_run_id": "TORCHELASTIC_RUN_ID",
+}
+"""What the ledger keeps of a launch, so a run joins with the scheduler's own accounting."""
+
+
+def launch_facts(ranks: Ranks, env: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The number of processes and the scheduler's job, step and nodes, where set."""
+    env = os.environ if env is None else env
+    facts: dict[str, object] = {"world_size": ranks.world_size}
+    facts.update({key: env[name] for key, name in LAUNCH_VARS.items() if env.get(name)})
+    return facts
+
+
 @dataclass(frozen=True)
 class Ranks:
     """Where this process sits: global rank, local rank on its node, and the world size."""

@@ -86,3 +86,29 @@ def test_processes_started_with_mp_spawn_read_the_initialised_torch_group(monkey
     monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(distributed=dist))
     assert Ranks.from_env({}) == Ranks(1, 1, 2)
     assert Ranks.from_env({"RANK": "0", "WORLD_SIZE": "2"}) == Ranks(0, 0, 2)  # env wins
+
+
+def test_a_slurm_run_is_recorded_with_its_job_step_and_nodes(tmp_path, monkeypatch):
+    from carbonlog.ledger import Ledger
+    from carbonlog.tracking import Tracker
+
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_ID": "0",
+        "SLURM_JOB_NAME": "bert-sst2",
+        "SLURM_JOB_NODELIST": "gpu[01-02]",
+    }
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    path = str(tmp_path / "ledger.sqlite3")
+    tracker = Tracker(intensity=100.0, power_w={"cpu": 10.0}, ledger=path).start()
+    run_id = tracker.stop().run_id
+    with Ledger(path) as ledger:
+        launch = ledger.run(run_id).launch
+    assert launch == {
+        "world_size": 1,
+        "slurm_job_id": "4242",
+        "slurm_step_id": "0",
+        "slurm_job_name": "bert-sst2",
+        "slurm_nodelist": "gpu[01-02]",
+    }

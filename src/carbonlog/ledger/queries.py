@@ -151,6 +151,7 @@ def _run_record(row: Mapping) -> RunRecord:
         tags=sorted((row["tags"] or "").split("\n")) if row["tags"] else [],
         hardware=json.loads(row["hardware"]) if row["hardware"] else {},
         site=json.loads(row["site"]) if row["site"] else {},
+        launch=json.loads(row["launch"]) if row["launch"] else {},
         location=row["location"],
         intensity_g_per_kwh=row["intensity_g_per_kwh"],
         pue=row["pue"],

@@ -34,7 +34,8 @@ class RunInfo:
 
     `hardware` is the devices by component; `site` is what `Site.describe()` returns
     (location, g_per_kwh, pue...); `tags` come from `normalize_tags`; `started_at` (seconds
-    since the epoch) is when the run began, the time of the write if not given.
+    since the epoch) is when the run began, the time of the write if not given; `launch` is
+    what `carbonlog.distributed.launch_facts()` finds (world size, SLURM job id...).
     """
 
     name: str | None = None
@@ -51,6 +52,8 @@ class RunInfo:
     budget_kwh: float | None = None
     on_budget: str | None = None
     started_at: float | None = None
+    launch: Mapping = field(default_factory=dict)
+    """How the run was launched: processes, and the scheduler's job, step and nodes."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class RunRecord:
     tags: list[str]
     hardware: dict
     site: dict
+    launch: dict
     location: str | None
     intensity_g_per_kwh: float | None
     pue: float | None

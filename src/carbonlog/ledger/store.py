@@ -95,6 +95,7 @@ class Ledger(Queries):
             "pretrained": None if info.pretrained is None else int(bool(info.pretrained)),
             "task": info.task,
             "hardware": _json(dict(info.hardware)),
+            "launch": _json(dict(info.launch)),
             "location": site.get("location"),
             "intensity_g_per_kwh": site.get("g_per_kwh"),
             "pue": site.get("pue"),

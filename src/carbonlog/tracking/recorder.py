@@ -38,6 +38,7 @@ def describe_run(
     hardware: Mapping[str, list[dict]],
     site: Mapping[str, object],
     budget: Budget,
+    launch: Mapping[str, object],
 ):
     """The frozen description of a run the ledger stores."""
     from carbonlog.ledger import RunInfo, normalize_tags
@@ -57,6 +58,7 @@ def describe_run(
         budget_kg=budget.kg,
         budget_kwh=budget.kwh,
         on_budget=budget.action,
+        launch=launch,
     )
 
 

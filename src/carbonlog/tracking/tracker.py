@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from carbonlog import metrics, units
 from carbonlog._log import say, use_ranks, warn_once
-from carbonlog.distributed import Ranks, ReduceFn
+from carbonlog.distributed import Ranks, ReduceFn, launch_facts
 from carbonlog.errors import ConfigurationError
 from carbonlog.interval import Interval, Summary
 from carbonlog.meters import COMPONENTS
@@ -159,6 +159,7 @@ class Tracker:
                 self.hardware(),
                 self.site.describe(),
                 self.budget,
+                launch_facts(self.ranks),
             )
             self._recorder.begin(info, self._resume_run_id)
         return self
