@@ -18,13 +18,12 @@ SCRIPT = Path(__file__).with_name("tracker_ddp_script.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_two_ranks_share_one_sum_and_decide_alike(tmp_path):
+def run_ranks(tmp_path: Path, mode: str = "steady") -> list[str]:
+    """Both ranks of tracker_ddp_script.py; their output, once both have exited."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
-    init = tmp_path / "init"
     procs = [
         subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(tmp_path), str(rank), "2", str(init)],
+            [sys.executable, str(SCRIPT), str(tmp_path), str(rank), "2", str(tmp_path / "i"), mode],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -34,6 +33,12 @@ def test_two_ranks_share_one_sum_and_decide_alike(tmp_path):
     ]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
+    return outputs
+
+
+@pytest.mark.slow
+def test_two_ranks_share_one_sum_and_decide_alike(tmp_path):
+    outputs = run_ranks(tmp_path)
     zero, one = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
 
     for mine, theirs in zip(zero["marks"], one["marks"], strict=True):
@@ -50,3 +55,18 @@ def test_two_ranks_share_one_sum_and_decide_alike(tmp_path):
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         run = ledger.run(zero["run_id"])
     assert run.co2_kg == pytest.approx(zero["co2_kg"], rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["die", "stall"])
+def test_a_rank_that_dies_or_stalls_never_hangs_the_others(tmp_path, mode):
+    outputs = run_ranks(tmp_path, mode)
+    zero = json.loads((tmp_path / "rank0.json").read_text())
+    assert len(zero["marks"]) == 3  # rank 0 trained on
+    assert [m["calls"] for m in zero["marks"]] == [1, 1, 0]  # one failed sum, then none
+    said = [line for line in outputs[0].splitlines() if "summing over processes failed" in line]
+    assert len(said) == 1 and "(rank 0)" in said[0]
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        run = ledger.run(zero["run_id"])
+    assert run.status == "incomplete"
+    assert "the sum over processes failed at interval 1" in run.stop_reason

@@ -1,14 +1,17 @@
 """One rank of a plain-torch.distributed run of the core Tracker, for test_tracker_ddp.py.
 
-Usage: python tracker_ddp_script.py OUT_DIR RANK WORLD INIT_FILE
+Usage: python tracker_ddp_script.py OUT_DIR RANK WORLD INIT_FILE [MODE]
 Each rank measures a constant GPU power of its own, rank 1 is told another intensity and
 (on rank 1 only) a GPU that cannot be measured; collectives are counted by wrapping
-torch.distributed.all_reduce. Writes OUT_DIR/rank<R>.json.
+torch.distributed.all_reduce. MODE "die": rank 1 exits after the first epoch; "stall": rank 1
+stops answering after it (the group's timeout is 5 s). Writes OUT_DIR/rank<R>.json.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +23,14 @@ from carbonlog.distributed import Ranks
 from carbonlog.tracking import Tracker
 
 out_dir, rank, world, init_file = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+mode = sys.argv[5] if len(sys.argv) > 5 else "steady"
+dist.init_process_group(
+    "gloo",
+    init_method=f"file://{init_file}",
+    rank=rank,
+    world_size=world,
+    timeout=datetime.timedelta(seconds=5),
+)
 calls = []
 real_all_reduce = dist.all_reduce
 
@@ -51,7 +61,12 @@ tracker = Tracker(
     **options,
 ).start()
 marks = []
-for _ in range(3):
+for epoch in range(3):
+    if rank == 1 and epoch == 1 and mode == "die":
+        os._exit(0)
+    if rank == 1 and epoch == 1 and mode == "stall":
+        time.sleep(8)  # past the group timeout
+        os._exit(0)
     time.sleep(0.05)
     tracker.peek()  # step pieces are local: no collective
     calls_before = len(calls)

@@ -109,6 +109,7 @@ class Tracker:
         self._owns_site = self.ranks.is_global_zero or reduce is None
         self._intensity_used: tuple[float, str] | None = None
         self._unmeasured: frozenset[str] = frozenset()
+        self._alone_from: int | None = None  # the interval from which the sum failed
         self._sync = sync
         self._recorder = Recorder(ledger if self.ranks.is_global_zero else False)
         if self.ranks.is_distributed and reduce is None:
@@ -209,11 +210,7 @@ class Tracker:
         self._recorder.interval(last, None)
         self._edges.shut()
         summary = self._summary(status)
-        self._recorder.end(
-            self.budget.final_status(status, self.stop_reason),
-            self.stop_reason,
-            summary.duration_s,
-        )
+        self._recorder.end(*self._stored_status(status), summary.duration_s)
         with self._lock:
             self._stopped = summary
         return summary
@@ -324,8 +321,9 @@ class Tracker:
         own = self.site.current_g_per_kwh() if self._owns_site else (0.0, FROM_RANK_ZERO)
         mine = Contribution(window, own[0], self._edges.components, self._unmeasured)
         shared = share_interval(self._reduce, mine)
-        if shared is None:  # the sum failed: this process's own figures, its own intensity
+        if shared is None:  # the sum failed: this process alone from now on (no more waits)
             own = own if self._owns_site else self.site.current_g_per_kwh()
+            self._reduce, self._owns_site, self._alone_from = None, True, self._closed
             shared = share_interval(None, mine._replace(g_per_kwh=own[0]))
         self._say_unmeasured(shared)
         self._intensity_used = (shared.g_per_kwh, own[1])
@@ -398,6 +396,18 @@ class Tracker:
             self.stop_reason = f"budget: {why}"
             action = "stopping training" if self.budget.action == "stop" else "training goes on"
             say(f"carbonlog: {why}; {action}")
+
+    def _stored_status(self, status: str) -> tuple[str, str | None]:
+        """The status and reason the ledger keeps: the tracker decides, storage stores. A
+        run that a budget stopped is "budget"; one whose sum over processes failed holds this
+        process's figures alone from then on, so it is "incomplete", not "completed"."""
+        status = self.budget.final_status(status, self.stop_reason)
+        if self._alone_from is None or status != "completed":
+            return status, self.stop_reason
+        return "incomplete", (
+            f"the sum over processes failed at interval {self._alone_from}: "
+            "from there on the figures are this process's own"
+        )
 
     def _summary(self, status: str) -> Summary:
         joules = self._totals.joules
