@@ -4,7 +4,9 @@ Usage: python tracker_ddp_script.py OUT_DIR RANK WORLD INIT_FILE [MODE]
 Each rank measures a constant GPU power of its own, rank 1 is told another intensity and
 (on rank 1 only) a GPU that cannot be measured; collectives are counted by wrapping
 torch.distributed.all_reduce. MODE "die": rank 1 exits after the first epoch; "stall": rank 1
-stops answering after it (the group's timeout is 5 s). Writes OUT_DIR/rank<R>.json.
+stops answering after it (the group's timeout is 5 s); "nodes": WORLD processes on two
+simulated nodes, ranks read from the launcher's variables, every rank measuring its GPU and
+its node's host. Writes OUT_DIR/rank<R>.json.
 """
 
 from __future__ import annotations
@@ -50,13 +52,21 @@ def sum_over_ranks(values):
 
 
 power_w = {"gpu": 100.0 * (rank + 1), "cpu": 10.0, "ram": 1.0}
-options = {"power_w": power_w} if rank == 0 else {"power_w": {"cpu": 10.0, "ram": 1.0}}
+if mode == "nodes":  # every GPU measured; ranks from torchrun's variables (2 per node)
+    options = {"power_w": power_w}
+    ranks = Ranks.from_env(
+        {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": "2",
+         "GROUP_RANK": str(rank // 2)}
+    )  # fmt: skip
+else:  # rank 1's GPU has no meter (no NVML here)
+    options = {"power_w": power_w if rank == 0 else {"cpu": 10.0, "ram": 1.0}}
+    ranks = Ranks(rank=rank, local_rank=rank, world_size=world)
 tracker = Tracker(
     intensity=100.0 if rank == 0 else 900.0,  # a rank whose own figure differs
-    gpus=[0],  # every rank drives one GPU; rank 1's has no meter (no NVML here)
+    gpus=[0],  # every rank drives one GPU
     pue=1.2,
     ledger=str(out_dir / "ledger.sqlite3") if rank == 0 else False,
-    ranks=Ranks(rank=rank, local_rank=rank, world_size=world),
+    ranks=ranks,
     reduce=sum_over_ranks,
     **options,
 ).start()
@@ -78,6 +88,9 @@ for epoch in range(3):
             "co2_kg_total": iv.co2_kg_total,
             "energy_kwh_total": iv.energy_kwh_total,
             "gpu_j": iv.gpu_j,
+            "cpu_j": iv.cpu_j,
+            "ram_j": iv.ram_j,
+            "duration_s": iv.duration_s,
             "intensity": iv.intensity_g_per_kwh,
             "estimated": list(iv.estimated),
         }
