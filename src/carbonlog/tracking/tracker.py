@@ -149,6 +149,8 @@ class Tracker:
                 own=True,
             )
             meters = []
+        if self._owns_site:
+            self.site.current_g_per_kwh()  # a live source starts its first ask now
         self._edges = Edges(meters, self._sync)
         self._unmeasured = _wanted(options, self.ranks.measures_host) - self._edges.components
         self._edges.open()
