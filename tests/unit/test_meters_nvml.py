@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from carbonlog.meters import ConstantPowerMeter, MeterError
+from carbonlog.meters.cuda_devices import visible_gpus as nvml_visible_gpus
 from carbonlog.meters.nvml import COUNTER, POWER_AVERAGE, POWER_INSTANT, open_gpu_meter
-from carbonlog.meters.nvml import visible_gpus as nvml_visible_gpus
 from tests.fakes.pynvml_fake import FakeGpu, FakeNvml, fake_uuid
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from carbonlog.errors import ConfigurationError
+from carbonlog.tracking.totals import RunTotals
 
 BUDGET_ACTIONS = ("warn", "stop")
 BUDGET_CHECKS = ("total", "forecast")
@@ -34,6 +35,17 @@ def per_epoch_estimate(values: Sequence[float]) -> float:
 def forecast_total(values: Sequence[float], remaining: int, done_total: float) -> float:
     """The run's final total: what is done plus `remaining` epochs at the robust per-epoch cost."""
     return done_total + max(remaining, 0) * per_epoch_estimate(values)
+
+
+def forecast_of(totals: RunTotals, planned_epochs: int | None) -> tuple[float | None, float | None]:
+    """The run's final kWh and kg at its planned length, when that is known."""
+    if not planned_epochs:
+        return None, None
+    remaining = planned_epochs - totals.epochs_done
+    return (
+        forecast_total(totals.epoch_kwh, remaining, totals.energy_kwh),
+        forecast_total(totals.epoch_kg, remaining, totals.co2_kg),
+    )
 
 
 def check_limit(name: str, value: float | None) -> None:

@@ -6,6 +6,9 @@ Each is read through sys.modules, so a process that never loaded torch or JAX pa
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+
+from carbonlog.distributed import Ranks
 
 
 def sync_loaded_frameworks() -> None:
@@ -45,3 +48,27 @@ def jax_local_gpus() -> list[int] | None:
     except RuntimeError:  # no backend initialised yet
         return None
     return [d.local_hardware_id for d in devices] or None
+
+
+def meter_options_for(meter_options: Mapping, ranks: Ranks) -> dict:
+    """The meter options of this process, gpus="auto" meaning the GPUs it drives: JAX's local
+    devices, or under a launcher the one of its local rank (never every GPU it can see)."""
+    options = dict(meter_options)
+    if options["gpus"] == "auto":
+        options["gpus"] = jax_local_gpus() or "auto"
+    if options["gpus"] == "auto" and ranks.is_distributed:
+        options["local_rank"] = ranks.local_rank
+    return options
+
+
+def wanted_components(meter_options: Mapping, host: bool) -> frozenset[str]:
+    """The components this process is asked to measure: its GPUs when it names them, and on
+    a node's measuring process the CPU and RAM."""
+    forced = meter_options.get("power_w") or {}
+    gpus = meter_options.get("gpus")
+    wanted = {"gpu"} if "gpu" in forced or (isinstance(gpus, list | tuple) and gpus) else set()
+    if host and ("cpu" in forced or meter_options.get("cpu") not in (None, False)):
+        wanted.add("cpu")
+    if host and ("ram" in forced or meter_options.get("ram")):
+        wanted.add("ram")
+    return frozenset(wanted)

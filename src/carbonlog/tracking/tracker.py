@@ -19,16 +19,20 @@ from carbonlog.distributed import Ranks, ReduceFn, launch_facts
 from carbonlog.errors import ConfigurationError
 from carbonlog.interval import Interval, Summary
 from carbonlog.meters import COMPONENTS
-from carbonlog.tracking.budget import forecast_total
+from carbonlog.tracking.budget import forecast_of
 from carbonlog.tracking.edges import Edges, Window
-from carbonlog.tracking.frameworks import jax_local_gpus, sync_loaded_frameworks
+from carbonlog.tracking.frameworks import (
+    meter_options_for,
+    sync_loaded_frameworks,
+    wanted_components,
+)
 from carbonlog.tracking.options import check_options
 from carbonlog.tracking.recorder import Recorder, describe_run
-from carbonlog.tracking.sync import Contribution, Shared, SyncFn, share_interval, sum_over_ranks
+from carbonlog.tracking.sharing import Sharing
+from carbonlog.tracking.sync import SyncFn, sum_over_ranks
 from carbonlog.tracking.totals import RunTotals
 
 EPOCH = "epoch"
-FROM_RANK_ZERO = "global rank 0's figure"
 INTERVALS_KEPT = 1000
 """Intervals held in memory: totals, forecast and budget need none of them, so a run of
 20,000 marks holds the last thousand (about 0.7 MB) and the ledger holds every one."""
@@ -106,20 +110,9 @@ class Tracker:
         self.planned_epochs = planned_epochs
         self._meter_options = checked.meters
         self._reduce = reduce
-        self._owns_site = self.ranks.is_global_zero or reduce is None
-        self._intensity_used: tuple[float, str] | None = None
-        self._unmeasured: frozenset[str] = frozenset()
-        self._alone_from: int | None = None  # the interval from which the sum failed
+        self._sharing = Sharing(reduce, self.ranks, self.site)
         self._sync = sync
         self._recorder = Recorder(ledger if self.ranks.is_global_zero else False)
-        if self.ranks.is_distributed and reduce is None:
-            warn_once(
-                "no-reduce",
-                f"carbonlog: this is one of {self.ranks.world_size} processes and the Tracker "
-                "has no reduce=, so each process counts only its own GPU and node share and "
-                "the ledger holds rank 0's share alone; pass reduce= (docs/distributed.md) "
-                "or use a framework callback",
-            )
         self._edges: Edges | None = None
         self._totals = RunTotals()
         self._resume_run_id: int | None = None
@@ -137,7 +130,7 @@ class Tracker:
 
         if self._edges is not None:
             raise RuntimeError("Tracker.start() was called twice")
-        options = self._meters_of_this_process()
+        options = meter_options_for(self._meter_options, self.ranks)
         try:
             meters = build_meters(**options, host=self.ranks.measures_host)
         except ConfigurationError:  # an option this machine cannot honour: the user's to fix
@@ -149,10 +142,11 @@ class Tracker:
                 own=True,
             )
             meters = []
-        if self._owns_site:
+        if self._sharing.owns_site:
             self.site.current_g_per_kwh()  # a live source starts its first ask now
         self._edges = Edges(meters, self._sync)
-        self._unmeasured = _wanted(options, self.ranks.measures_host) - self._edges.components
+        wanted = wanted_components(options, self.ranks.measures_host)
+        self._sharing.unmeasured = wanted - self._edges.components
         self._edges.open()
         if self._recorder.enabled:
             info = describe_run(
@@ -192,14 +186,16 @@ class Tracker:
             window, since_edge = self._edges.peek()
             reduce = self._reduce if summed else None
             piece, open_part = sum_over_ranks(reduce, window.joules, since_edge)
-            g_per_kwh, source = self._last_intensity()
+            g_per_kwh, source = self._sharing.last_intensity()
             open_kwh = units.facility_kwh(open_part.device_j, self.site.pue)
             totals = (
                 self._totals.energy_kwh + open_kwh,
                 self._totals.co2_kg + units.co2_kg(open_kwh, g_per_kwh),
             )
             window = window._replace(joules=piece)
-            return self._interval(label, window, (g_per_kwh, source), totals)
+            return interval_of(
+                label, self._closed, window, self.site.pue, (g_per_kwh, source), totals
+            )
 
     def stop(self, status: str = "completed", label: str = "end") -> Summary:
         """Close the last interval, stop the meters and return the run's Summary (idempotent)."""
@@ -288,105 +284,31 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _meters_of_this_process(self) -> dict:
-        """The meter options, with gpus="auto" meaning the GPUs this process drives: JAX's
-        local devices, or under a launcher the one of its local rank (never every GPU)."""
-        options = dict(self._meter_options)
-        if options["gpus"] == "auto":
-            options["gpus"] = jax_local_gpus() or "auto"
-        if options["gpus"] == "auto" and self.ranks.is_distributed:
-            options["local_rank"] = self.ranks.local_rank
-        return options
-
     def _check_running(self, what: str) -> None:
         if self._edges is None or self._stopped is not None:
             raise RuntimeError(f"Tracker.{what}() needs a started, not yet stopped tracker")
 
     def _close_interval(self, label: str) -> Interval:
         """Edge, the one sum, totals, forecast, budget: one interval, in that order."""
-        shared, (g_per_kwh, source) = self._share(self._edges.close())
+        window = self._edges.close()
+        shared, (g_per_kwh, source) = self._sharing.share(
+            window, self._edges.components, self._closed
+        )
         energy_kwh = units.facility_kwh(shared.joules.device_j, self.site.pue)
         co2_kg = units.co2_kg(energy_kwh, g_per_kwh)
         self._totals.add(shared.joules, energy_kwh, co2_kg, label == EPOCH)
         totals = (self._totals.energy_kwh, self._totals.co2_kg)
-        forecast = self._forecast() if label == EPOCH else (None, None)
-        interval = self._interval(label, shared.window, (g_per_kwh, source), totals, forecast)
+        forecast = (
+            forecast_of(self._totals, self.planned_epochs) if label == EPOCH else (None, None)
+        )
+        interval = interval_of(
+            label, self._closed, shared.window, self.site.pue, (g_per_kwh, source), totals, forecast
+        )
         self._intervals.append(interval)
         self._closed += 1
         if label == EPOCH:
             self._check_budget()
         return interval
-
-    def _share(self, window: Window) -> tuple[Shared, tuple[float, str]]:
-        """The interval as every rank holds it, and the intensity global rank zero chose:
-        one rank owns the site (and its live source), the others take its figure."""
-        own = self.site.current_g_per_kwh() if self._owns_site else (0.0, FROM_RANK_ZERO)
-        mine = Contribution(window, own[0], self._edges.components, self._unmeasured)
-        shared = share_interval(self._reduce, mine)
-        if shared is None:  # the sum failed: this process alone from now on (no more waits)
-            own = own if self._owns_site else self.site.current_g_per_kwh()
-            self._reduce, self._owns_site, self._alone_from = None, True, self._closed
-            shared = share_interval(None, mine._replace(g_per_kwh=own[0]))
-        self._say_unmeasured(shared)
-        self._intensity_used = (shared.g_per_kwh, own[1])
-        return shared, self._intensity_used
-
-    def _last_intensity(self) -> tuple[float, str]:
-        """For a peek: the intensity of the last interval, else the site's table figure."""
-        if self._intensity_used is not None:
-            return self._intensity_used
-        return self.site.grid.g_per_kwh, self.site.grid.source
-
-    def _say_unmeasured(self, shared: Shared) -> None:
-        missing = [
-            f"{component} energy of {count} of {self.ranks.world_size} processes"
-            for component, count in shared.unmeasured_by.items()
-            if count
-        ]
-        if missing:
-            warn_once(
-                "unmeasured",
-                f"carbonlog: {', '.join(missing)} could not be measured (no meter there); "
-                "the totals leave it out and flag it as estimated",
-            )
-
-    def _interval(
-        self,
-        label: str,
-        window: Window,
-        intensity: tuple[float, str],
-        totals: tuple[float, float],
-        forecast: tuple[float | None, float | None] = (None, None),
-    ) -> Interval:
-        """An Interval of `window`'s joules, with the intensity used and the running totals."""
-        joules = window.joules
-        return Interval(
-            label=label,
-            index=self._closed,
-            started_at_s=window.started_at_s,
-            duration_s=window.duration_s,
-            gpu_j=joules.gpu_j,
-            cpu_j=joules.cpu_j,
-            ram_j=joules.ram_j,
-            pue=self.site.pue,
-            intensity_g_per_kwh=intensity[0],
-            intensity_source=intensity[1],
-            energy_kwh_total=totals[0],
-            co2_kg_total=totals[1],
-            estimated=tuple(c for c in COMPONENTS if c in window.estimated),
-            forecast_energy_kwh=forecast[0],
-            forecast_co2_kg=forecast[1],
-        )
-
-    def _forecast(self) -> tuple[float | None, float | None]:
-        """The run's final kWh and kg at the planned length, when it is known."""
-        if not self.planned_epochs:
-            return None, None
-        remaining = self.planned_epochs - self._totals.epochs_done
-        return (
-            forecast_total(self._totals.epoch_kwh, remaining, self._totals.energy_kwh),
-            forecast_total(self._totals.epoch_kg, remaining, self._totals.co2_kg),
-        )
 
     def _check_budget(self) -> None:
         """Decide once, from totals every rank shares, so all ranks stop at the same epoch."""
@@ -404,10 +326,11 @@ class Tracker:
         run that a budget stopped is "budget"; one whose sum over processes failed holds this
         process's figures alone from then on, so it is "incomplete", not "completed"."""
         status = self.budget.final_status(status, self.stop_reason)
-        if self._alone_from is None or status != "completed":
+        alone_from = self._sharing.alone_from
+        if alone_from is None or status != "completed":
             return status, self.stop_reason
         return "incomplete", (
-            f"the sum over processes failed at interval {self._alone_from}: "
+            f"the sum over processes failed at interval {alone_from}: "
             "from there on the figures are this process's own"
         )
 
@@ -430,17 +353,34 @@ class Tracker:
         )
 
 
-def _wanted(meter_options: Mapping, host: bool) -> frozenset[str]:
-    """The components this process is asked to measure: its GPUs when it names them, and on
-    a node's measuring process the CPU and RAM."""
-    forced = meter_options.get("power_w") or {}
-    gpus = meter_options.get("gpus")
-    wanted = {"gpu"} if "gpu" in forced or (isinstance(gpus, list | tuple) and gpus) else set()
-    if host and ("cpu" in forced or meter_options.get("cpu") not in (None, False)):
-        wanted.add("cpu")
-    if host and ("ram" in forced or meter_options.get("ram")):
-        wanted.add("ram")
-    return frozenset(wanted)
+def interval_of(
+    label: str,
+    index: int,
+    window: Window,
+    pue: float,
+    intensity: tuple[float, str],
+    totals: tuple[float, float],
+    forecast: tuple[float | None, float | None] = (None, None),
+) -> Interval:
+    """An Interval of `window`'s joules, with the intensity used and the running totals."""
+    joules = window.joules
+    return Interval(
+        label=label,
+        index=index,
+        started_at_s=window.started_at_s,
+        duration_s=window.duration_s,
+        gpu_j=joules.gpu_j,
+        cpu_j=joules.cpu_j,
+        ram_j=joules.ram_j,
+        pue=pue,
+        intensity_g_per_kwh=intensity[0],
+        intensity_source=intensity[1],
+        energy_kwh_total=totals[0],
+        co2_kg_total=totals[1],
+        estimated=tuple(c for c in COMPONENTS if c in window.estimated),
+        forecast_energy_kwh=forecast[0],
+        forecast_co2_kg=forecast[1],
+    )
 
 
 @contextmanager
