@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from carbonlog.intensity import Grid, coverage, intensity, resolve_site
+from carbonlog.intensity import PLAUSIBLE_PUE, Grid, coverage, intensity, resolve_site
+from carbonlog.intensity.feed import PLAUSIBLE_G_PER_KWH
 from carbonlog.intensity.tables import tables
 
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
@@ -226,20 +227,41 @@ def test_cloud_regions_take_the_provider_pue_unless_set():
     assert resolve_site("FR", pue=1.4).describe()["pue"] == 1.4
 
 
-@pytest.mark.parametrize("pue", [0.9, -1, float("nan"), float("inf"), "x"])
+@pytest.mark.parametrize(
+    "pue", [0.9, -1, 5.01, 1e308, float("nan"), float("inf"), "x", True, False]
+)
 def test_bad_pue_is_an_error_at_construction(pue):
     with pytest.raises(ValueError, match="pue"):
         resolve_site("FR", pue=pue)
 
 
-@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "lots"])
+@pytest.mark.parametrize(
+    "value", [-1, 2000.01, 1e308, float("nan"), float("inf"), "lots", True, False]
+)
 def test_bad_intensity_is_an_error_at_construction(value):
     with pytest.raises(ValueError, match="intensity"):
         resolve_site("FR", intensity=value)
 
 
-def test_zero_intensity_is_allowed():
+@pytest.mark.parametrize("option", ["pue", "intensity"])
+def test_a_bool_is_refused_by_the_tracker_too(option):
+    from carbonlog.errors import ConfigurationError
+    from carbonlog.tracking import Tracker
+
+    with pytest.raises(ConfigurationError, match=f"{option} must be a number, got True"):
+        Tracker(location="FR", ledger=False, power_w={"gpu": 1.0}, **{option: True})
+
+
+def test_the_ends_of_the_plausible_ranges_are_allowed():
     assert resolve_site(intensity=0).current_g_per_kwh()[0] == 0
+    assert resolve_site(intensity=2000).current_g_per_kwh()[0] == 2000
+    assert resolve_site("FR", pue=5).pue == 5
+
+
+def test_the_plausible_ranges_are_the_documented_ones():
+    methodology = (Path(__file__).parents[2] / "docs" / "methodology.md").read_text()
+    assert f"{PLAUSIBLE_G_PER_KWH[0]:g} to {PLAUSIBLE_G_PER_KWH[1]:,g} g CO2e/kWh" in methodology
+    assert f"PUE from {PLAUSIBLE_PUE[0]:g} to {PLAUSIBLE_PUE[1]:g}" in methodology
 
 
 def test_describe_is_plain_facts():

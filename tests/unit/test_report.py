@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from carbonlog.estimate import estimate
 from carbonlog.ledger import Ledger
 from carbonlog.report import html, plots, statement, write_report
 from carbonlog.report.rows import interval_rows
-from carbonlog.report.statement import hardware_phrase, measured_with
+from carbonlog.report.statement import hardware_phrase, latex_escape, measured_with
 from carbonlog.report.text import summary_table, table
 from carbonlog.tracking import Tracker
 
@@ -116,6 +117,82 @@ def test_statement_in_latex_escapes_and_cites():
     assert text.endswith("\\cite{lacoste2019quantifying}.")
     with pytest.raises(ValueError, match="markdown' or 'latex"):
         statement(summary, "html")
+
+
+LATEX_SPECIALS = "\\{}$&#^_~%"
+LATEX_ESCAPED = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "^": r"\textasciicircum{}",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "%": r"\%",
+}
+NAME = f"a{LATEX_SPECIALS}b ~x^2 100% C:\\dir\\ {{}}"  # every special character, and pairs
+
+
+def unlatex(text: str) -> str:
+    """What LaTeX prints for escaped `text`: the inverse of latex_escape, in one pass."""
+    inverse = {v: k for k, v in LATEX_ESCAPED.items()}
+    pattern = "|".join(re.escape(v) for v in sorted(inverse, key=len, reverse=True))
+    return re.sub(pattern, lambda m: inverse[m.group()], text)
+
+
+@pytest.mark.parametrize("special", list(LATEX_SPECIALS))
+def test_latex_escape_escapes_every_special_character(special):
+    assert latex_escape(f"x{special}y") == f"x{LATEX_ESCAPED[special]}y"
+
+
+def test_latex_escape_turns_control_characters_into_spaces():
+    assert latex_escape("a\x1b[2Jb\nc\x7f\x9bd") == "a [2Jb c  d"
+
+
+def latex_statements(run) -> list[str]:
+    """Both statements in LaTeX, of a run and an estimate whose names are all specials."""
+    site = {**run.site, "provider": None, "kind": "country", "name": NAME, "pue_source": NAME}
+    devices = {"gpu": [{"name": NAME, "method": "counter"}]}
+    measured = statement(dataclasses.replace(run, site=site, hardware=devices), "latex")
+    calculated = estimate(hardware="T4", hours=1, location="FR")
+    hardware = dataclasses.replace(calculated.hardware, name=NAME)
+    return [measured, dataclasses.replace(calculated, hardware=hardware).statement("latex")]
+
+
+def test_both_latex_statements_escape_a_name_of_special_characters(runs):
+    _, run, _ = runs
+    escaped = latex_escape(NAME)
+    assert unlatex(escaped) == NAME
+    for text in latex_statements(run):
+        assert escaped in text
+        outside_markup = text.replace("kgCO$_2$eq", "").replace(
+            "\\cite{lacoste2019quantifying}", ""
+        )
+        unescaped = re.sub(
+            r"\\(textbackslash|textasciicircum|textasciitilde)\{\}|\\[{}$&#_%]", "", outside_markup
+        )
+        assert not re.search(r"[\\{}$&#^_~%]", unescaped), unescaped
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_both_latex_statements_compile(runs, tmp_path):
+    _, run, _ = runs
+    body = "\n\n".join(latex_statements(run))
+    document = (
+        "\\documentclass{article}\\usepackage[T1]{fontenc}\\begin{document}\n"
+        f"{body}\n\\end{{document}}\n"
+    )
+    (tmp_path / "s.tex").write_text(document, encoding="utf-8")
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "s.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
 
 
 def test_hardware_and_measuring_method_in_words():

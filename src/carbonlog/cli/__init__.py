@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from carbonlog.cli.commands import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
 from carbonlog.cli.parser import build_parser
 from carbonlog.errors import CarbonlogError
+from carbonlog.report.text import terminal_safe
 
 __all__ = ["build_parser", "main"]
 
@@ -48,5 +49,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = EXIT_FAILURE, str(exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    print(f"carbonlog: error: {message}", file=sys.stderr)
+    print(f"carbonlog: error: {terminal_safe(message)}", file=sys.stderr)
     return code

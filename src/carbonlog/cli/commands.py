@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from carbonlog.errors import CarbonlogError
+from carbonlog.report.text import terminal_safe
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -65,8 +66,9 @@ def _find_run(ledger, ref: str):
 
 
 def _progress(line: str) -> None:
-    """One line of progress, on stderr, so stdout holds only the result."""
-    print(f"carbonlog: {line}", file=sys.stderr, flush=True)
+    """One line of progress, on stderr, so stdout holds only the result (terminal_safe: it
+    can name a user's metric)."""
+    print(f"carbonlog: {terminal_safe(line)}", file=sys.stderr, flush=True)
 
 
 def demo(args: argparse.Namespace):

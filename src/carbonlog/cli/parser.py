@@ -8,11 +8,29 @@ one, then the other.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from carbonlog._version import __version__
 from carbonlog.cli import commands, views
 from carbonlog.report.statement import FORMATS
+from carbonlog.report.text import terminal_safe
+
+MOST_EPOCHS = 10_000
+MOST_DEVICES = 1_000_000
+MOST_RUNS = 1_000_000_000
+MOST_HOURS = 1_000_000.0  # per device: over a century
+MOST_TDP_W = 100_000.0  # a wafer-scale system draws about 25 kW
+"""Bounds of the numeric options: absurd values are refused in one line (exit 2), and the
+calculator's product of them stays finite."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line (exit 2) pointing at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {terminal_safe(message)} (see {self.prog} --help)\n")
 
 
 def _command(
@@ -30,19 +48,48 @@ def _command(
     return parser
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
-    return value
+def _shown(text: str) -> str:
+    """An argument as an error message quotes it: repr (escapes included), cut at 40 chars."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _whole(most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to `most`."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number >= 1 and <= {most:,}, got {_shown(text)}"
+            )
+        return value
+
+    return whole
+
+
+def _positive(most: float) -> Callable[[str], float]:
+    """An argparse type: a number above 0 and at most `most` (NaN and infinity refused)."""
+
+    def positive(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= most:
+            raise argparse.ArgumentTypeError(
+                f"must be a number > 0 and <= {most:,.0f}, got {_shown(text)}"
+            )
+        return value
+
+    return positive
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand and option."""
-    parser = argparse.ArgumentParser(
-        prog="carbonlog", description="Energy and CO2 of machine-learning training."
-    )
+    parser = _Parser(prog="carbonlog", description="Energy and CO2 of machine-learning training.")
     parser.add_argument("--version", action="version", version=f"carbonlog {__version__}")
     ledger_help = (
         "the run ledger to read: a file or a folder holding ledger.sqlite3 "
@@ -66,7 +113,9 @@ def _add_demo(subparsers) -> None:
     demo = _command(
         subparsers, "demo", "train a small model with carbonlog and print energy and CO2"
     )
-    demo.add_argument("--epochs", type=_positive_int, default=5, help="epochs to train (default 5)")
+    demo.add_argument(
+        "--epochs", type=_whole(MOST_EPOCHS), default=5, help="epochs to train (default 5)"
+    )
     demo.add_argument(
         "--framework",
         choices=("auto", "lightning", "torch"),
@@ -92,12 +141,14 @@ def _add_calculator(subparsers, as_json: argparse.ArgumentParser) -> None:
         [as_json],
     )
     est.add_argument("--hardware", required=True, help='e.g. "A100 SXM4 80 GB", T4, "TPU v3"')
-    est.add_argument("--count", type=_positive_int, default=1, help="devices (default 1)")
-    est.add_argument("--hours", type=float, required=True, help="hours of training")
+    est.add_argument("--count", type=_whole(MOST_DEVICES), default=1, help="devices (default 1)")
+    est.add_argument("--hours", type=_positive(MOST_HOURS), required=True, help="hours of training")
     est.add_argument("--location", help="FR, US-CA, gcp:us-central1 ... (default: environment)")
     est.add_argument("--pue", type=float, help="the facility's PUE (default: the provider's, or 1)")
     est.add_argument("--intensity", type=float, help="g CO2e/kWh, instead of the table's figure")
-    est.add_argument("--tdp", type=float, help="watts per device, for hardware without a TDP")
+    est.add_argument(
+        "--tdp", type=_positive(MOST_TDP_W), help="watts per device, for hardware without a TDP"
+    )
     est.add_argument(
         "--compare", metavar="HW,HW", help="other hardware to price the same work on: H100,T4"
     )
@@ -124,7 +175,9 @@ def _add_ledger_commands(subparsers, parents: list[argparse.ArgumentParser]) -> 
     runs.add_argument("--model", help="only runs of this model or base model")
     runs.add_argument("--status", help="completed, failed, interrupted, budget, running")
     runs.add_argument("--tag", help="only runs with this tag (key=value for mapped tags)")
-    runs.add_argument("--limit", type=_positive_int, default=50, help="at most N runs (default 50)")
+    runs.add_argument(
+        "--limit", type=_whole(MOST_RUNS), default=50, help="at most N runs (default 50)"
+    )
     runs.add_argument(
         "--by",
         choices=("task", "tag", "model", "base_model", "framework", "status"),

@@ -1,6 +1,8 @@
 """How each subcommand shows what it found: JSON for --json, else text through carbonlog.report.
 
-Each view takes the command's data and the parsed arguments and prints to stdout.
+Each view takes the command's data and the parsed arguments and prints to stdout through
+`_show` or `_print_json`, which escape what a terminal would act on (a run name holding an
+escape sequence prints as text).
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ import math
 from dataclasses import asdict
 
 from carbonlog.cli.commands import run_filters
-from carbonlog.report.rows import interval_rows
+from carbonlog.report.rows import head_and_tail, interval_rows
 from carbonlog.report.text import (
     format_co2,
     format_date,
     format_kwh,
     format_summary,
+    json_safe,
     pairs,
     paragraphs,
     summary_table,
     table,
+    terminal_lines,
 )
+
+MOST_ROWS = 40
+"""Interval rows `runs show` prints: a longer run shows its first and last 20."""
 
 
 def _finite(value):
@@ -37,7 +44,12 @@ def _finite(value):
 
 def _print_json(value) -> None:
     """`value` as indented JSON, NaN and infinity as null."""
-    print(json.dumps(_finite(value), indent=2, default=str, ensure_ascii=False))
+    print(json_safe(json.dumps(_finite(value), indent=2, default=str, ensure_ascii=False)))
+
+
+def _show(text: object) -> None:
+    """`text` on stdout, every line terminal_safe."""
+    print(terminal_lines(str(text)))
 
 
 def _source(source: str | None, year: int | None) -> str | None:
@@ -47,8 +59,8 @@ def _source(source: str | None, year: int | None) -> str | None:
 
 def demo(summary, args: argparse.Namespace) -> None:
     """The demo run's table of intervals, then its totals line."""
-    print(summary_table(summary))
-    print(format_summary(summary, "demo"))
+    _show(summary_table(summary))
+    _show(format_summary(summary, "demo"))
 
 
 def estimate(found, args: argparse.Namespace) -> None:
@@ -72,7 +84,7 @@ def estimate(found, args: argparse.Namespace) -> None:
         ("CO2", f"{format_co2(found.co2_kg)}{offset}"),
         ("that is", "; ".join(describe_all(found.co2_kg))),
     ]
-    print(pairs(facts))
+    _show(pairs(facts))
     if found.cleanest is not None:
         factor = found.cleanest_factor
         times = "the same" if factor is None or factor <= 1 else f"{factor:.3g}x less"
@@ -81,9 +93,9 @@ def estimate(found, args: argparse.Namespace) -> None:
             f"cleanest {grid.provider} region: {cleanest.code} ({cleanest.name}): "
             f"{format_co2(found.cleanest_co2_kg)}, {times}"
         )
-        print("\n" + paragraphs(line))
+        _show("\n" + paragraphs(line))
     if found.comparisons:
-        print(f"\nthe same work (same FLOPs at peak) on other hardware at {grid.code}:")
+        _show(f"\nthe same work (same FLOPs at peak) on other hardware at {grid.code}:")
         rows = [
             (
                 c.hardware.name,
@@ -96,8 +108,8 @@ def estimate(found, args: argparse.Namespace) -> None:
             for c in found.comparisons
         ]
         headers = ("hardware", "peak", "device-h", "kWh", "CO2", "vs " + found.hardware.name)
-        print(table(headers, rows, right=(2, 3, 4, 5), shrink=(0, 5)))
-    print("\nstatement:\n" + found.statement(args.format))
+        _show(table(headers, rows, right=(2, 3, 4, 5), shrink=(0, 5)))
+    _show("\nstatement:\n" + found.statement(args.format))
 
 
 def intensity(found, args: argparse.Namespace) -> None:
@@ -127,7 +139,7 @@ def intensity(found, args: argparse.Namespace) -> None:
     if args.json:
         _print_json(facts)
     else:
-        print(pairs(shown))
+        _show(pairs(shown))
 
 
 def regions(found, args: argparse.Namespace) -> None:
@@ -147,9 +159,9 @@ def regions(found, args: argparse.Namespace) -> None:
         for g in found
     ]
     headers = ("region", "where", "g/kWh", "PUE", "x PUE", "year")
-    print(table(headers, rows, right=(2, 3, 4, 5), shrink=(0, 1)))
+    _show(table(headers, rows, right=(2, 3, 4, 5), shrink=(0, 1)))
     order = "cleanest first (g/kWh x PUE)" if args.sort else "by name; --sort for cleanest first"
-    print(f"{len(rows)} regions, {order}")
+    _show(f"{len(rows)} regions, {order}")
 
 
 def runs(found, args: argparse.Namespace) -> None:
@@ -169,9 +181,9 @@ def runs(found, args: argparse.Namespace) -> None:
             for g in found
         ]
         headers = (args.by, "runs", "statuses", "kWh", "CO2", "completed")
-        print(table(headers, rows, right=(1, 3, 4, 5), shrink=(0, 2)))
+        _show(table(headers, rows, right=(1, 3, 4, 5), shrink=(0, 2)))
     elif not found:
-        print("no runs match" if any(run_filters(args).values()) else "no runs recorded yet")
+        _show("no runs match" if any(run_filters(args).values()) else "no runs recorded yet")
     else:
         rows = [
             (
@@ -188,7 +200,7 @@ def runs(found, args: argparse.Namespace) -> None:
             for r in found
         ]
         headers = ("id", "name", "task", "model", "status", "ep", "kWh", "CO2", "started")
-        print(table(headers, rows, right=(0, 5, 6, 7), shrink=(1, 2, 3)))
+        _show(table(headers, rows, right=(0, 5, 6, 7), shrink=(1, 2, 3)))
 
 
 def runs_show(run, args: argparse.Namespace) -> None:
@@ -216,23 +228,32 @@ def runs_show(run, args: argparse.Namespace) -> None:
         ("energy", f"{run.energy_kwh:.4g} kWh at the facility"),
         ("CO2", format_co2(run.co2_kg)),
     ]
-    print(pairs(facts))
-    if run.intervals:
-        rows = [
-            (
-                row.label,
-                f"{row.duration_s:.1f}",
-                format_kwh(row.gpu_kwh),
-                format_kwh(row.cpu_kwh),
-                format_kwh(row.ram_kwh),
-                format_kwh(row.energy_kwh),
-                format_co2(row.co2_kg),
-                ",".join(row.estimated) or "-",
-            )
-            for row in interval_rows(run.intervals)
-        ]
-        headers = ("epoch", "s", "GPU kWh", "CPU kWh", "RAM kWh", "kWh", "CO2", "estimated")
-        print("\n" + table(headers, rows, right=range(1, 7), shrink=(0, 7)))
+    _show(pairs(facts))
+    if not run.intervals:
+        return
+    first, left_out, last = head_and_tail(interval_rows(run.intervals), MOST_ROWS)
+    rows = [_interval_cells(row) for row in first]
+    if left_out:
+        rows.append((f"... {left_out:,} more", *[""] * 7))
+        rows += [_interval_cells(row) for row in last]
+    headers = ("epoch", "s", "GPU kWh", "CPU kWh", "RAM kWh", "kWh", "CO2", "estimated")
+    _show("\n" + table(headers, rows, right=range(1, 7), shrink=(0, 7)))
+    if left_out:
+        _show(f"(every interval: carbonlog runs show {run.id} --json)")
+
+
+def _interval_cells(row) -> tuple[str, ...]:
+    """An interval's cells in `runs show`."""
+    return (
+        row.label,
+        f"{row.duration_s:.1f}",
+        format_kwh(row.gpu_kwh),
+        format_kwh(row.cpu_kwh),
+        format_kwh(row.ram_kwh),
+        format_kwh(row.energy_kwh),
+        format_co2(row.co2_kg),
+        ",".join(row.estimated) or "-",
+    )
 
 
 def compare(comparison, args: argparse.Namespace) -> None:
@@ -240,7 +261,7 @@ def compare(comparison, args: argparse.Namespace) -> None:
     if args.json:
         _print_json(comparison.to_dict())
     else:
-        print(comparison.table())
+        _show(comparison.table())
 
 
 def report(files, args: argparse.Namespace) -> None:
@@ -248,7 +269,7 @@ def report(files, args: argparse.Namespace) -> None:
     if args.json:
         _print_json({"html": str(files.html), "plots": {k: str(p) for k, p in files.plots.items()}})
     else:
-        print(files.html)
+        _show(files.html)
 
 
 def statement(run, args: argparse.Namespace) -> None:
@@ -260,6 +281,6 @@ def statement(run, args: argparse.Namespace) -> None:
     if args.json:
         _print_json({"run": run.id, "format": args.format, "statement": text, "bibtex": BIBTEX})
         return
-    print(text)
+    _show(text)
     if args.bibtex:
-        print("\n" + BIBTEX)
+        _show("\n" + BIBTEX)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from carbonlog._log import logger, warn_once
 from carbonlog.errors import ConfigurationError
+from carbonlog.intensity.feed import MAX_AGE_S, PLAUSIBLE_G_PER_KWH, LiveFeed
 from carbonlog.intensity.regions import cleanest_region
 from carbonlog.intensity.tables import Grid, coverage
 
@@ -22,6 +23,8 @@ __all__ = ["Grid", "Site", "cleanest_region", "coverage", "intensity", "resolve_
 ENV_LOCATION = "CARBONLOG_LOCATION"
 ENV_PUE = "CARBONLOG_PUE"
 ENV_INTENSITY = "CARBONLOG_INTENSITY"
+PLAUSIBLE_PUE = (1.0, 5.0)
+"""PUE accepted: a facility uses at least its IT load, and 5 is past any reported figure."""
 
 
 def intensity(location: str) -> Grid:
@@ -42,7 +45,10 @@ def _grid(location: str, origin: str | None = None) -> Grid:
 
 
 def _finite_number(value: float | str, what: str) -> float:
-    """`value` as a finite float; a ConfigurationError naming `what` otherwise."""
+    """`value` as a finite float; a ConfigurationError naming `what` otherwise. A bool is
+    refused: `pue=True` is a mistake, not a PUE of 1."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{what} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -53,20 +59,30 @@ def _finite_number(value: float | str, what: str) -> float:
 
 
 def check_pue(value: float | str, what: str = "pue") -> float:
-    """A valid PUE: finite and >= 1 (a data centre cannot use less than its IT load)."""
+    """A valid PUE: within PLAUSIBLE_PUE (a data centre cannot use less than its IT load)."""
     pue = _finite_number(value, what)
-    if pue < 1.0:
+    low, high = PLAUSIBLE_PUE
+    if pue < low:
         raise ConfigurationError(
-            f"{what} must be >= 1.0 (facility energy / IT energy), got {value!r}"
+            f"{what} must be >= {low:g} (facility energy / IT energy), got {value!r}"
+        )
+    if pue > high:
+        raise ConfigurationError(
+            f"{what} must be at most {high:g} (the least efficient data centres report about 3), "
+            f"got {value!r}"
         )
     return pue
 
 
 def check_g_per_kwh(value: float | str, what: str = "intensity") -> float:
-    """A valid carbon intensity in g CO2e/kWh: finite and >= 0."""
+    """A valid carbon intensity in g CO2e/kWh: within PLAUSIBLE_G_PER_KWH."""
     g_per_kwh = _finite_number(value, what)
-    if g_per_kwh < 0:
-        raise ConfigurationError(f"{what} must be >= 0 g CO2e/kWh, got {value!r}")
+    low, high = PLAUSIBLE_G_PER_KWH
+    if not low <= g_per_kwh <= high:
+        raise ConfigurationError(
+            f"{what} must be from {low:g} to {high:g} g CO2e/kWh (the dirtiest grids are about "
+            f"1,300), got {value!r}"
+        )
     return g_per_kwh
 
 
@@ -74,9 +90,11 @@ def check_g_per_kwh(value: float | str, what: str = "intensity") -> float:
 class Site:
     """Where a run draws its power: the grid row, the PUE, and how intensity is obtained.
 
-    `current_g_per_kwh()` is called once per interval: the table figure, or the live
-    figure when a live source is set; a live failure falls back to the table for that
-    interval and is logged once until the source recovers.
+    `current_g_per_kwh()` is called once per interval and never waits: the table figure, or
+    with a live source the last good live figure in memory (asked in the background, see
+    carbonlog.intensity.feed, from the first call on: the tracker makes it at start, on the
+    rank that owns the site); the table until the first answer lands or once the last is too
+    old. A live failure is said once until the source recovers. Nothing is asked before.
     """
 
     grid: Grid
@@ -85,31 +103,36 @@ class Site:
     live: object | None = None  # anything with latest(zone) -> (g/kWh, source)
     zone: str | None = None
     _live_failing: bool = field(default=False, init=False, repr=False)
+    _feed: LiveFeed | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.pue = check_pue(self.pue)
         check_g_per_kwh(self.grid.g_per_kwh, f"carbon intensity of {self.grid.code}")
+        if self.live is not None:
+            self._feed = LiveFeed(self.live, self.zone)
 
     def current_g_per_kwh(self) -> tuple[float, str]:
-        """(g CO2e/kWh, source) for the interval being closed."""
-        if self.live is None:
+        """(g CO2e/kWh, source) for the interval being closed, from memory only."""
+        if self._feed is None:
             return self.grid.g_per_kwh, self.grid.source
-        try:
-            value, source = self.live.latest(self.zone)
-            value = check_g_per_kwh(value, "live carbon intensity")
-        except Exception as exc:  # the tracker never breaks training
-            if not self._live_failing:
-                logger.warning(
-                    "carbonlog: live carbon intensity unavailable (%s); using the table figure "
-                    "for %s (%.0f g/kWh) until it answers again",
-                    exc,
-                    self.grid.code,
-                    self.grid.g_per_kwh,
-                )
-                self._live_failing = True
-            return self.grid.g_per_kwh, f"{self.grid.source} (live unavailable)"
-        self._live_failing = False
-        return value, source
+        answer, failure = self._feed.read()
+        if failure is None:
+            self._live_failing = False
+        elif not self._live_failing:
+            logger.warning(
+                "carbonlog: live carbon intensity unavailable (%s); using the last live figure "
+                "while it is under %.0f h old, else the table figure for %s (%.0f g/kWh), until "
+                "it answers again",
+                failure,
+                MAX_AGE_S / 3600,
+                self.grid.code,
+                self.grid.g_per_kwh,
+            )
+            self._live_failing = True
+        if answer is not None:
+            return answer
+        waiting = "live unavailable" if failure is not None else "live not answered yet"
+        return self.grid.g_per_kwh, f"{self.grid.source} ({waiting})"
 
     def describe(self) -> dict:
         """Plain facts for the ledger and reports (never a token)."""

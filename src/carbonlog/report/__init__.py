@@ -69,7 +69,8 @@ def write_report(
         html.Plot(
             files.plots["energy"].read_bytes(),
             "Stacked bars of energy and CO2 per interval, by component",
-            "Facility energy (device energy x PUE) and CO2 of each epoch, by component.",
+            "Facility energy (device energy x PUE) and CO2 of each epoch, by component; "
+            "on a long run, each bar is the mean of a group of consecutive intervals.",
         ),
         html.Plot(
             files.plots["cumulative"].read_bytes(),

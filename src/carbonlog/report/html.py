@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from carbonlog._version import __version__
 from carbonlog.equivalents import EQUIVALENTS
 from carbonlog.report.comparison import comparison_rows, format_metric, verdict_line
-from carbonlog.report.rows import interval_rows
+from carbonlog.report.rows import head_and_tail, interval_rows, label_totals
 from carbonlog.report.text import SECONDS_PER_HOUR, format_co2
 from carbonlog.units import G_PER_KG, kwh_from_j
 
@@ -57,6 +57,10 @@ CSP = (
     f"default-src 'none'; img-src data:; style-src 'sha256-{_sha256(STYLE)}'; "
     f"script-src 'sha256-{_sha256(SCRIPT)}'; base-uri 'none'; form-action 'none'"
 )
+
+
+MOST_ROWS = 100
+"""Interval rows in the page: a longer run shows its first and last 50 (the ledger has all)."""
 
 
 @dataclass(frozen=True)
@@ -167,39 +171,66 @@ def _numbered():
 
 
 def _intervals(run, most_metrics: int = 6) -> str:
-    """The interval table, with up to `most_metrics` of the framework's metrics as columns."""
+    """The interval table, with up to `most_metrics` of the framework's metrics as columns; a
+    run of more than MOST_ROWS intervals shows its first and last, after its label totals."""
     rows = interval_rows(run.intervals)
     keys = sorted({k for row in rows for k in row.metrics})[:most_metrics]
     head = ["interval", "duration s", "GPU kWh", "CPU kWh", "RAM kWh", "energy kWh", "CO2 g"]
     head += ["g/kWh", "estimated", *keys]
     numeric = set(head) - {"interval", "estimated"}
-    body = []
-    for row in rows:
-        g_per_kwh = row.intensity_g_per_kwh
-        cells = [
-            row.name,
-            f"{row.duration_s:.2f}",
-            f"{row.gpu_kwh:.3e}",
-            f"{row.cpu_kwh:.3e}",
-            f"{row.ram_kwh:.3e}",
-            f"{row.energy_kwh:.3e}",
-            f"{row.co2_kg * G_PER_KG:.4g}",
-            "-" if g_per_kwh is None else f"{g_per_kwh:.0f}",
-            ", ".join(row.estimated) or "-",
-            *(format_metric(row.metrics.get(k)) for k in keys),
-        ]
-        body.append(
-            "<tr>"
-            + "".join(
-                f'<td class="num">{e(c)}</td>' if h in numeric else f"<td>{e(c)}</td>"
-                for h, c in zip(head, cells, strict=True)
-            )
-            + "</tr>"
+    first, left_out, last = head_and_tail(rows, MOST_ROWS)
+    body = [_interval_row(row, keys, head, numeric) for row in first]
+    if left_out:
+        note = (
+            f"{left_out:,} intervals not shown; the ledger holds every one "
+            f"(carbonlog runs show {run.id} --json)"
         )
+        body.append(f'<tr><td class="small" colspan="{len(head)}">{e(note)}</td></tr>')
+        body += [_interval_row(row, keys, head, numeric) for row in last]
     header = "".join(
         f'<th class="num">{e(h)}</th>' if h in numeric else f"<th>{e(h)}</th>" for h in head
     )
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (_label_totals(run) if left_out else "") + table
+
+
+def _interval_row(row, keys: list[str], head: list[str], numeric: set[str]) -> str:
+    """One <tr> of the interval table."""
+    g_per_kwh = row.intensity_g_per_kwh
+    cells = [
+        row.name,
+        f"{row.duration_s:.2f}",
+        f"{row.gpu_kwh:.3e}",
+        f"{row.cpu_kwh:.3e}",
+        f"{row.ram_kwh:.3e}",
+        f"{row.energy_kwh:.3e}",
+        f"{row.co2_kg * G_PER_KG:.4g}",
+        "-" if g_per_kwh is None else f"{g_per_kwh:.0f}",
+        ", ".join(row.estimated) or "-",
+        *(format_metric(row.metrics.get(k)) for k in keys),
+    ]
+    return (
+        "<tr>"
+        + "".join(
+            f'<td class="num">{e(c)}</td>' if h in numeric else f"<td>{e(c)}</td>"
+            for h, c in zip(head, cells, strict=True)
+        )
+        + "</tr>"
+    )
+
+
+def _label_totals(run) -> str:
+    """Each interval label's count, duration, energy and CO2, for a run too long to list."""
+    body = "".join(
+        f'<tr><td>{e(t.label)}</td><td class="num">{t.count:,}</td>'
+        f'<td class="num">{e(_duration(t.duration_s))}</td>'
+        f'<td class="num">{t.energy_kwh:.4g}</td>'
+        f'<td class="num">{t.co2_kg * G_PER_KG:.4g}</td></tr>'
+        for t in label_totals(run.intervals)
+    )
+    head = '<tr><th>label</th><th class="num">intervals</th><th class="num">duration</th>'
+    head += '<th class="num">energy kWh</th><th class="num">CO2 g</th></tr>'
+    return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
 
 def _figure(plot: Plot) -> str:

@@ -14,12 +14,16 @@ from pathlib import Path
 
 from carbonlog.errors import ConfigurationError
 from carbonlog.report.rows import interval_labels
-from carbonlog.report.text import SECONDS_PER_HOUR
+from carbonlog.report.text import SECONDS_PER_HOUR, terminal_safe
 from carbonlog.units import J_PER_KWH, co2_kg, facility_kwh
 
 COLORS = {"gpu": "#2a9d8f", "cpu": "#e9c46a", "ram": "#8d99ae"}
 RUN_COLORS = ("#264653", "#e76f51", "#6a4c93", "#1982c4")
 DPI = 100
+MOST_BARS = 120
+"""Bars per plot: a longer run's intervals are drawn in groups."""
+MOST_MARKERS = 200
+"""Points that get a marker on the cumulative line; a longer run's line has none."""
 INSTALL_HINT = 'carbonlog\'s plots need matplotlib: pip install "carbonlog[report]"'
 
 
@@ -40,9 +44,12 @@ def _save(figure, path: str | os.PathLike) -> Path:
     return path
 
 
-def literal(value: str) -> str:
-    """A user string as literal matplotlib text: `$` would start mathtext."""
-    return str(value).replace("$", r"\$")
+def literal(value: str, most: int = 60) -> str:
+    """A user string as literal matplotlib text, cut to `most` characters: `$` would start
+    mathtext, and control characters (no font has them) show as their escapes."""
+    text = terminal_safe(str(value))
+    text = text if len(text) <= most else text[: most - 1] + "…"
+    return text.replace("$", r"\$")
 
 
 def mass_unit(max_kg: float) -> tuple[float, str]:
@@ -62,40 +69,60 @@ def energy_unit(max_kwh: float) -> tuple[float, str]:
     return J_PER_KWH, "J"
 
 
+def _bins(count: int, most: int) -> list[range]:
+    """Consecutive index ranges that cover `count` intervals in at most `most` bins."""
+    size = -(-count // most)
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _per_bin(values: list[float], bins: list[range]) -> list[float]:
+    """The mean of `values` over each bin."""
+    return [sum(values[b.start : b.stop]) / len(b) for b in bins]
+
+
 def energy_by_component(run, path: str | os.PathLike) -> Path:
-    """Stacked bars per interval: facility energy (component x PUE) and CO2, GPU/CPU/RAM."""
+    """Stacked bars per interval: facility energy (component x PUE) and CO2, GPU/CPU/RAM.
+
+    A run of more than MOST_BARS intervals has one bar per group of consecutive intervals,
+    their mean: a bar per interval of a 20,000-interval run took minutes to draw.
+    """
     intervals = list(run.intervals)
     if not intervals:
         raise ConfigurationError("the run has no recorded interval to plot")
-    figure, (energy_ax, co2_ax) = _figure(rows=2, height_in=2.8)
-    shares = {
-        c: [facility_kwh(getattr(iv, f"{c}_j"), iv.pue or 1.0) for iv in intervals] for c in COLORS
-    }
-    e_factor, e_unit = energy_unit(max(iv.energy_kwh for iv in intervals))
-    m_factor, m_unit = mass_unit(max(iv.co2_kg for iv in intervals))
-    positions = range(len(intervals))
-    energy_bottom = [0.0] * len(intervals)
-    co2_bottom = [0.0] * len(intervals)
-    for component, color in COLORS.items():
-        kwh = shares[component]
-        if not any(kwh):
-            continue
-        heights = [v * e_factor for v in kwh]
-        energy_ax.bar(
-            positions, heights, bottom=energy_bottom, color=color, label=component.upper()
-        )
-        energy_bottom = [b + h for b, h in zip(energy_bottom, heights, strict=True)]
-        co2 = [
-            co2_kg(v, iv.intensity_g_per_kwh or 0.0) * m_factor
-            for v, iv in zip(kwh, intervals, strict=True)
+    bins = _bins(len(intervals), MOST_BARS)
+    energy, co2 = {}, {}
+    for c in COLORS:
+        kwh = [facility_kwh(getattr(iv, f"{c}_j"), iv.pue or 1.0) for iv in intervals]
+        kg = [
+            co2_kg(v, iv.intensity_g_per_kwh or 0.0) for v, iv in zip(kwh, intervals, strict=True)
         ]
-        co2_ax.bar(positions, co2, bottom=co2_bottom, color=color, label=component.upper())
-        co2_bottom = [b + h for b, h in zip(co2_bottom, co2, strict=True)]
+        energy[c], co2[c] = _per_bin(kwh, bins), _per_bin(kg, bins)
+    figure, (energy_ax, co2_ax) = _figure(rows=2, height_in=2.8)
+    e_factor, e_unit = energy_unit(max(map(sum, zip(*energy.values(), strict=True))))
+    m_factor, m_unit = mass_unit(max(map(sum, zip(*co2.values(), strict=True))))
+    grouped = len(bins[0]) > 1
+    # Grouped: each bar spans its intervals on an axis of interval numbers (from 1).
+    positions = [(b.start + b.stop + 1) / 2 for b in bins] if grouped else range(len(bins))
+    widths = [0.9 * len(b) for b in bins] if grouped else 0.8
+    for ax, values, factor in ((energy_ax, energy, e_factor), (co2_ax, co2, m_factor)):
+        bottom = [0.0] * len(bins)
+        for component, color in COLORS.items():
+            if not any(energy[component]):
+                continue
+            heights = [v * factor for v in values[component]]
+            ax.bar(positions, heights, widths, bottom, color=color, label=component.upper())
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     energy_ax.set_ylabel(f"energy ({e_unit})")
-    energy_ax.set_title("Energy and CO2 per interval by component (facility: device x PUE)")
+    energy_ax.set_title(
+        "Energy and CO2 per interval by component (facility: device x PUE)"
+        + (f"\neach bar: the mean of {len(bins[0]):,} consecutive intervals" if grouped else "")
+    )
     co2_ax.set_ylabel(f"CO2 ({m_unit})")
-    co2_ax.set_xlabel("epoch (then the interval that closed the run)")
-    _label_intervals(co2_ax, interval_labels(intervals))
+    if grouped:
+        co2_ax.set_xlabel("interval (epochs, then the interval that closed the run)")
+    else:
+        co2_ax.set_xlabel("epoch (then the interval that closed the run)")
+        _label_intervals(co2_ax, interval_labels(intervals))
     for ax in (energy_ax, co2_ax):
         ax.grid(axis="y", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -133,7 +160,7 @@ def cumulative_co2(run, path: str | os.PathLike) -> Path:
     ax.plot(
         [s * t_factor for s in seconds],
         [v * m_factor for v in kg],
-        marker="o",
+        marker="o" if len(seconds) <= MOST_MARKERS else None,
         markersize=3,
         color=RUN_COLORS[0],
     )

@@ -2,14 +2,19 @@
 
 Intervals are the Tracker's `Interval`s or the ledger's stored ones (both carry the same
 joules, facility kWh and CO2); the row holds the figures, the tables pick and format them.
+A long run's table shows its first and last rows (`head_and_tail`) and the totals of each
+interval label (`label_totals`): 20,000 rows help no reader.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from carbonlog.units import kwh_from_j
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,35 @@ def interval_rows(intervals: Sequence) -> list[IntervalRow]:
         )
         for label, iv in zip(interval_labels(intervals), intervals, strict=True)
     ]
+
+
+def head_and_tail(rows: Sequence[T], most: int) -> tuple[list[T], int, list[T]]:
+    """(the first rows, how many are left out, the last rows) of a table cut to `most` rows;
+    every row, none left out, when there are no more than `most`."""
+    if len(rows) <= most:
+        return list(rows), 0, []
+    half = most // 2
+    return list(rows[:half]), len(rows) - 2 * half, list(rows[len(rows) - half :])
+
+
+@dataclass(frozen=True)
+class LabelTotal:
+    """The intervals of one label (`epoch`, `end`, ...) summed: how many, seconds, kWh, kg."""
+
+    label: str
+    count: int
+    duration_s: float
+    energy_kwh: float
+    co2_kg: float
+
+
+def label_totals(intervals: Sequence) -> list[LabelTotal]:
+    """One total per interval label, in the order the labels first appear."""
+    sums: dict[str, list[float]] = {}
+    for iv in intervals:
+        total = sums.setdefault(str(iv.label), [0, 0.0, 0.0, 0.0])
+        total[0] += 1
+        total[1] += float(iv.duration_s)
+        total[2] += iv.energy_kwh
+        total[3] += iv.co2_kg
+    return [LabelTotal(label, int(n), s, kwh, kg) for label, (n, s, kwh, kg) in sums.items()]

@@ -9,6 +9,7 @@ the same facts).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -51,23 +52,29 @@ _METHODS = {
 _MEASURED = ("counter", "sampled instant power", "sampled 1 s average power", "rapl")
 _LATEX = {
     "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
     "{": r"\{",
     "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "^": r"\textasciicircum{}",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "%": r"\%",
 }
+_LATEX_UNSAFE = re.compile(r"[\\{}$&#^_~%]|[\x00-\x1f\x7f-\x9f]")
 
 
 def latex_escape(text: str) -> str:
-    """`text` with LaTeX's special characters escaped."""
-    return re.sub(r"[\\&%$#_{}]", lambda m: _LATEX[m.group()], text)
+    """`text` as LaTeX prints it literally: its ten special characters escaped in one pass, and
+    control characters (which stop pdflatex: "invalid character") as spaces."""
+    return _LATEX_UNSAFE.sub(lambda m: _LATEX.get(m.group(), " "), text)
 
 
 def format_figure(value: float) -> str:
     """Two decimals, or two significant digits for small values: 0.0042, 3.99, 1234.5."""
+    if not math.isfinite(value):
+        return f"{value}"
     if value == 0 or abs(value) >= 0.1:
         return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:,.0f}"
     return f"{value:.2g}"

@@ -21,6 +21,41 @@ if TYPE_CHECKING:
 KG_PER_TONNE = 1000.0
 SECONDS_PER_HOUR = 3600.0
 
+UNSAFE_CODEPOINTS = (
+    *range(0x00, 0x20),  # C0 controls: ESC starts a sequence, CR rewrites the line
+    0x7F,  # DEL
+    *range(0x80, 0xA0),  # C1 controls: 0x9B is a one-byte CSI, 0x9D a one-byte OSC
+    0x061C,  # the Arabic letter mark and the bidi marks, embeddings, overrides and isolates
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    0x2028,  # line and paragraph separators
+    0x2029,
+)
+"""Characters a terminal acts on rather than shows: a run name holding them could clear the
+screen, retitle the window, rewrite earlier lines or reorder what is read."""
+_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in UNSAFE_CODEPOINTS}
+_ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in UNSAFE_CODEPOINTS if c >= 0x7F}
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every character of UNSAFE_CODEPOINTS (newlines too) as a visible escape:
+    `\\x1b[2J` prints as those six characters and does nothing."""
+    return text.translate(_ESCAPES)
+
+
+def terminal_lines(text: str) -> str:
+    """Lines of text made terminal_safe each, the newlines between them kept."""
+    return "\n".join(terminal_safe(line) for line in text.split("\n"))
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the UNSAFE_CODEPOINTS json.dumps leaves raw (DEL, C1, bidi) as `\\u`
+    escapes, which read back as the same strings; it escapes C0 controls itself."""
+    return text.translate(_JSON_ESCAPES)
+
 
 def format_co2(kg: float) -> str:
     """Three significant digits: grams below 1 kg (small runs never print as 0.000 kg), then kg,
@@ -85,9 +120,11 @@ def table(
     rule: bool = True,
 ) -> str:
     """A fixed-width table, a dashed rule under the headers unless `rule` is False; columns
-    in `right` are right-aligned, those in `shrink` cut (with an ellipsis) to fit `width`."""
+    in `right` are right-aligned, those in `shrink` cut (with an ellipsis) to fit `width`.
+    Cells are terminal_safe: a name cannot move the cursor or forge a row."""
     width = width or terminal_width()
-    cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    cells = [[terminal_safe(str(c)) for c in headers]]
+    cells += [["-" if c is None else terminal_safe(str(c)) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     excess = sum(widths) + 2 * (len(widths) - 1) - width
     while excess > 0:
@@ -111,22 +148,24 @@ def table(
 
 def pairs(facts: Sequence[tuple[str, object]], width: int | None = None) -> str:
     """`key  value` lines, values wrapped under themselves to fit the terminal; empty values
-    are left out."""
+    are left out. Keys and values are terminal_safe."""
     width = width or terminal_width()
-    facts = [(k, v) for k, v in facts if v not in (None, "")]
+    facts = [(terminal_safe(k), terminal_safe(str(v))) for k, v in facts if v not in (None, "")]
     key_width = max((len(k) for k, _ in facts), default=0) + 2
     lines = []
     for key, value in facts:
-        wrapped = textwrap.wrap(str(value), max(20, width - key_width)) or [""]
+        wrapped = textwrap.wrap(value, max(20, width - key_width)) or [""]
         lines.append(f"{key.ljust(key_width)}{wrapped[0]}")
         lines += [" " * key_width + more for more in wrapped[1:]]
     return "\n".join(lines)
 
 
 def paragraphs(text: str, width: int | None = None) -> str:
-    """Each line of `text` filled to the terminal's width (statements are long lines)."""
+    """Each line of `text`, terminal_safe, filled to the terminal's width (statements are long
+    lines)."""
     width = width or terminal_width()
-    return "\n".join(textwrap.fill(line, width) if line else "" for line in text.split("\n"))
+    lines = (terminal_safe(line) for line in text.split("\n"))
+    return "\n".join(textwrap.fill(line, width) if line else "" for line in lines)
 
 
 def summary_table(summary: Summary) -> str:
