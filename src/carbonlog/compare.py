@@ -8,6 +8,7 @@ package can export `carbonlog.compare` eagerly.
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 import re
@@ -54,7 +55,10 @@ class Target:
                 f"bad target {text!r}: expected METRIC OP NUMBER with OP one of "
                 f"{', '.join(OPERATORS)}, e.g. 'val_accuracy>=0.9'"
             )
-        return cls(found["metric"], found["op"], float(found["value"]))
+        value = float(found["value"])
+        if not math.isfinite(value):
+            raise ConfigurationError(f"bad target {text!r}: the threshold must be a finite number")
+        return cls(found["metric"], found["op"], value)
 
     def met(self, value: float | None) -> bool:
         """Whether a reported `value` meets the threshold (an unreported one never does)."""

@@ -127,6 +127,10 @@ def estimate(
     device_kwh = kwh_from_w_h(watts * count, hours)
     energy_kwh = device_kwh * site.pue
     kg = co2_kg(energy_kwh, grid.g_per_kwh)
+    if not math.isfinite(kg):
+        raise ConfigurationError(
+            f"{count} x {hardware} for {hours:g} h is past any real run: the figures overflow"
+        )
     cleanest, cleanest_kg = cleanest_region(grid, device_kwh, pue)
     factor = None
     if cleanest is not None:

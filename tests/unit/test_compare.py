@@ -165,3 +165,11 @@ def test_the_package_exports_compare(ledger):
     module = sys.modules["carbonlog.compare"]  # imported above: it must not shadow the function
     assert callable(carbonlog.compare) and carbonlog.compare is module.compare
     assert carbonlog.compare(1, 2, ledger=ledger).b.epochs == 2
+
+
+@pytest.mark.parametrize("text", ["acc>=1e999", "acc>=inf", "acc<-1e999"])
+def test_a_target_that_no_run_can_reach_is_refused(text):
+    from carbonlog.compare import Target
+
+    with pytest.raises(ValueError, match="bad target"):
+        Target.parse(text)

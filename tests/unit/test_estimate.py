@@ -258,3 +258,8 @@ def test_to_dict_is_plain_and_finite():
     facts = estimate("T4", location="gcp:us-west1", compare_hardware="L4").to_dict()
     assert facts["location"] == "gcp:us-west1" and facts["comparisons"][0]["hardware"] == "L4"
     assert all(math.isfinite(v) for v in (facts["energy_kwh"], facts["co2_kg"]))
+
+
+def test_figures_past_any_real_run_are_refused_not_infinite():
+    with pytest.raises(ValueError, match="overflow"):
+        estimate(hardware="A100 SXM4 80GB", count=10**6, hours=1e308, location="FR")

@@ -65,8 +65,9 @@ class Queries:
     def run(self, ref: int | str, intervals: bool = True) -> RunRecord | None:
         """One run by id, or by name (the newest of that name); None if there is none."""
         found = []
-        digits = isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit()
-        run_id = int(ref) if digits else ref
+        text = ref.strip() if isinstance(ref, str) else ""
+        digits = text.isascii() and text.isdigit() and len(text) <= len(str(_MAX_ID))
+        run_id = int(text) if digits else ref
         if isinstance(run_id, int) and 0 < run_id <= _MAX_ID:
             found = self._select_runs(["r.id = ?"], [run_id])
         if not found:
