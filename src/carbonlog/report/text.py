@@ -88,7 +88,7 @@ def format_interval(interval: Interval) -> str:
     )
     estimated = f" [estimated: {', '.join(interval.estimated)}]" if interval.estimated else ""
     return (
-        f"{interval.label} {interval.index}: {interval.energy_kwh:.4g} kWh, "
+        f"{terminal_safe(interval.label)} {interval.index}: {interval.energy_kwh:.4g} kWh, "
         f"{format_co2(interval.co2_kg)} CO2 ({parts or 'nothing measured'} kWh) in "
         f"{interval.duration_s:.1f} s, {interval.power_w:.0f} W{estimated}"
     )
