@@ -97,6 +97,13 @@ def share_interval(reduce: ReduceFn | None, mine: Contribution) -> Shared | None
     None when the sum fails (said once): each process then keeps its own figures.
     """
     window = mine.window
+    if reduce is None:  # one process: its own figures are the sum
+        return Shared(
+            window._replace(estimated=window.estimated | mine.unmeasured),
+            mine.g_per_kwh,
+            {c: int(c in mine.measuring) for c in COMPONENTS},
+            {c: int(c in mine.unmeasured) for c in COMPONENTS},
+        )
     local = [
         *window.joules,
         mine.g_per_kwh,
@@ -104,19 +111,16 @@ def share_interval(reduce: ReduceFn | None, mine: Contribution) -> Shared | None
         *_flags(mine.measuring),
         *_flags(mine.unmeasured),
     ]
-    if reduce is None:
-        summed = local
-    else:
-        try:
-            summed = [float(v) for v in reduce(local)]
-        except Exception as exc:
-            warn_once(
-                "reduce",
-                f"carbonlog: summing over processes failed ({exc}); "
-                "this process logs its own energy only",
-                own=True,
-            )
-            return None
+    try:
+        summed = [float(v) for v in reduce(local)]
+    except Exception as exc:
+        warn_once(
+            "reduce",
+            f"carbonlog: summing over processes failed ({exc}); "
+            "this process logs its own energy only",
+            own=True,
+        )
+        return None
     w = len(COMPONENTS)  # the layout of `local`: joules, intensity, then three flag blocks
     estimated = _counted(summed[w + 1 : 2 * w + 1])
     unmeasured = _counted(summed[3 * w + 1 : 4 * w + 1])
