@@ -1,24 +1,28 @@
 """What the Trainer does not hand a callback: its handler, a place ahead of the reporters, log
-events of the callback's own, and the model card. Imported by the Transformers adapter only,
-once transformers is known to be installed.
+events of the callback's own, the reporters' run metadata, what the model is and the model
+card. Imported by the Transformers adapter only, once transformers is known to be installed.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers.integrations import MLflowCallback, TensorBoardCallback, WandbCallback
 from transformers.trainer_callback import DefaultFlowCallback
 
-from carbonlog._log import warn_once
+from carbonlog._log import say, warn_once
 from carbonlog.integrations._common import find_caller
 from carbonlog.session import Session
 
 CALLER_FRAMES = 12
 """How far up the stack the handler and the Trainer are looked for, from a hook."""
+PIECES_WITH = "steps"
+"""The logging_strategy under which pieces add something to the epoch figures."""
 
 
 @dataclass
@@ -33,17 +37,21 @@ class RunLog:
     """Index in `state.log_history` of the current epoch's first log entry."""
     epoch_end_step: int | None = None
     """The global step of the last epoch end, where an evaluation belongs to that epoch."""
+    pieces: bool = False
+    """Pieces are taken (`log_steps`, under the "steps" logging strategy)."""
+    told: bool = False
+    """The run's provenance has gone to the reporters."""
 
 
 class TrainerBridge:
-    """The callback's side of the Trainer: found up the call stack, since hooks get neither
-    the handler nor the Trainer. Pieces (the energy since the last one) and the card's
-    metadata come from the callback's `session`."""
+    """The callback's side of the Trainer (its handler and the Trainer are found up the call
+    stack); pieces, provenance and the card's metadata come from the callback's `session`."""
 
-    def __init__(self, callback: Any, session: Session, model_card: bool):
+    def __init__(self, callback: Any, session: Session, model_card: bool, log_steps: bool):
         self._callback = callback
         self._session = session
         self._model_card = model_card
+        self._log_steps = log_steps
         self._handler: Any | None = None
         self._emitting = False
         self._card_co2: dict | None = None
@@ -91,24 +99,35 @@ class TrainerBridge:
         warn_once(
             f"transformers-placement:{id(self._callback)}",
             f"carbonlog: EmissionsCallback could not move itself ahead of the Trainer's "
-            f"reporting callbacks ({why}), so reporters listed before it miss the energy of "
-            "each log and evaluation. Put it first: Trainer(..., report_to='none', "
+            f"reporting callbacks ({why}), so reporters listed before it miss its keys "
+            "and the run's provenance. Put it first: Trainer(..., report_to='none', "
             "callbacks=[EmissionsCallback(...), TensorBoardCallback()]), the reporters after it.",
         )
 
     # -- pieces and log events ---------------------------------------------------------
 
-    def begin_run(self, state) -> None:
+    def begin_run(self, args, state) -> None:
         """A `train()` begins: nothing pending, pieces and this epoch's logs start here."""
-        self._run = RunLog(piece_step=state.global_step, epoch_first_log=len(state.log_history))
+        pieces = self._log_steps and args.logging_strategy == PIECES_WITH
+        if self._log_steps and not pieces:
+            strategy = getattr(args.logging_strategy, "value", args.logging_strategy)
+            say(f"carbonlog: log_steps=True adds nothing under logging_strategy={strategy!r}: "
+                "the epoch figures are the pieces", level=logging.INFO)  # fmt: skip
+        self._run = RunLog(
+            piece_step=state.global_step, epoch_first_log=len(state.log_history), pieces=pieces
+        )
         self._card_co2 = None
 
-    def take_piece(self, state) -> dict[str, float]:
+    def read_piece(self) -> dict[str, float]:
+        """The energy since the last piece, summed over processes (the Trainer calls each hook
+        on all of them alike), when pieces are taken; else {}, with no counter read."""
+        return self._session.step(summed=True) if self._run.pieces else {}
+
+    def take_piece(self, state) -> None:
         """The energy since the last piece, kept until a log event carries it."""
-        piece = self._session.step()
-        self._run.piece_step = state.global_step
-        self._run.pending.update(piece)
-        return piece
+        if self._run.pieces:
+            self._run.pending.update(self.read_piece())
+            self._run.piece_step = state.global_step
 
     def carry(self, values: Mapping[str, float]) -> None:
         """Figures for the next log event (the bridge's own or the Trainer's)."""
@@ -126,11 +145,29 @@ class TrainerBridge:
             self.take_piece(state)
         return self.take_pending()
 
-    def emit(self, args, state, control) -> None:
-        """Pending figures as a log event of their own, the way `Trainer.log` makes one.
+    # -- the reporters' run metadata ---------------------------------------------------
 
-        Without the handler they wait for the next Trainer log to carry them.
-        """
+    def tell_provenance(self, state) -> None:
+        """The run's provenance, once per `train()`, to each reporter in its place for run
+        metadata: TensorBoard text, W&B config, MLflow params (process zero's reporters)."""
+        if self._run.told or self._handler is None or not state.is_world_process_zero:
+            return
+        self._run.told = True
+        values = self._session.provenance()
+        for reporter in self._handler.callbacks if values else ():
+            kind = next((kind for kind in _TELL if isinstance(reporter, kind)), None)
+            if kind is None:
+                continue
+            try:
+                _TELL[kind](reporter, values, f"{self._session.prefix}provenance")
+            except Exception as exc:  # metadata is a courtesy: never fail training
+                name = kind.__name__
+                warn_once(f"transformers-provenance:{name}", f"carbonlog: {name} was not told "
+                          f"the run's provenance ({exc})")  # fmt: skip
+
+    def emit(self, args, state, control) -> None:
+        """Pending figures as a log event of their own, the way `Trainer.log` makes one;
+        without the handler they wait for the next Trainer log to carry them."""
         if self._handler is None or not self._run.pending:
             return
         logs = self.take_pending()
@@ -209,6 +246,60 @@ class TrainerBridge:
             warn_once(
                 "transformers-card", f"carbonlog: could not add co2_eq_emissions to {path} ({exc})"
             )
+
+
+def _unwrap(model: Any) -> Any:
+    """The model inside DDP/DataParallel (`.module`), torch.compile and PEFT wrappers."""
+    for _ in range(8):
+        if hasattr(model, "get_base_model"):  # PEFT
+            inner = model.get_base_model()
+        elif type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
+            inner = model.module
+        else:
+            inner = getattr(model, "_orig_mod", None)  # torch.compile
+        if inner is None or inner is model:
+            return model
+        model = inner
+    return model
+
+
+def detect_model(model: Any) -> dict[str, object]:
+    """What the model says of itself: the Hub id or directory `from_pretrained` loaded it from
+    (`name_or_path`: fine-tuning that base model), or none (built from a config: pre-training;
+    pass `pretrained=False` for random weights from a config that was itself loaded)."""
+    if model is None:
+        return {}
+    inner = _unwrap(model)
+    config = getattr(inner, "config", None)
+    name = getattr(inner, "name_or_path", None) or getattr(config, "_name_or_path", None) or ""
+    detected: dict[str, object] = {"model": type(inner).__name__, "pretrained": bool(name)}
+    if name:
+        detected["base_model"] = str(name)
+    return detected
+
+
+def _tell_tensorboard(reporter: TensorBoardCallback, values: Mapping, tag: str) -> None:
+    if reporter.tb_writer is not None:
+        rows = "".join(f"| {key} | {value} |\n" for key, value in values.items())
+        reporter.tb_writer.add_text(tag, "| key | value |\n|---|---|\n" + rows)
+
+
+def _tell_wandb(reporter: WandbCallback, values: Mapping, tag: str) -> None:
+    if reporter._wandb is not None and reporter._wandb.run is not None:
+        reporter._wandb.config.update(dict(values), allow_val_change=True)
+
+
+def _tell_mlflow(reporter: MLflowCallback, values: Mapping, tag: str) -> None:
+    if reporter._initialized and reporter._ml_flow.active_run() is not None:
+        reporter._ml_flow.log_params({key: str(value) for key, value in values.items()})
+
+
+_TELL: dict[type, Callable[[Any, Mapping, str], None]] = {
+    TensorBoardCallback: _tell_tensorboard,
+    WandbCallback: _tell_wandb,
+    MLflowCallback: _tell_mlflow,
+}
+"""How each reporter takes run metadata, through what its on_train_begin set up."""
 
 
 def _holds(callback: Any) -> Callable[[Any], bool]:

@@ -1,32 +1,24 @@
-"""Hugging Face Transformers: energy and CO2 per epoch and per log, in every `report_to` reporter.
+"""Hugging Face Transformers: energy and CO2 per epoch, in every `report_to` reporter.
 
     from carbonlog.integrations.transformers import EmissionsCallback
     trainer = Trainer(..., callbacks=[EmissionsCallback(location="FR")])
 
-What goes where (prefix `carbon/`; TensorBoard and W&B show training keys under `train/`):
+What goes where (docs/quickstart/transformers.md; TensorBoard and W&B add `train/`):
 
-- Epoch end: the epoch's interval (`carbon/energy_kwh`, `carbon/co2_kg`, ..., the schema of
-  `carbonlog.metrics`), plus the energy since the last log (`carbon/step/*`), as one log
-  event of its own at the epoch's last global step, sent through the Trainer's callback
-  handler to every reporter and into `state.log_history` (so `trainer_state.json` and
-  checkpoints keep it). Evaluation and checkpoint saves after an epoch count in the next.
-- Each training log (`logging_steps`): `carbon/step/*`, the energy since the previous log.
-  Counters are read only at these edges. The `carbon/step/` pieces and the evaluation pieces
-  below tile the run: their energies add up to `carbon/energy_kwh_total`, but for the
-  microseconds between reading a piece and reading the epoch edge right after it.
-- Evaluation: `<metric_key_prefix>_carbon/*` (`eval_carbon/energy_kwh`, shown as
-  `eval/carbon/...`) in the evaluation's metrics, so reporters and the dict `evaluate()`
-  returns carry it; `predict()` (which the Trainer does not log) gets `test_carbon/*` in its
-  returned metrics. Inside training it is the energy from the evaluation's start (the step
-  or epoch end where the Trainer's `control.should_evaluate` is set; an evaluation started
-  some other way counts from the previous log); a
-  standalone `evaluate()`/`predict()` is its own run, begun at its first prediction step
-  (the Trainer has no hook before it), so its dataloader set-up and first batch are not
-  counted. These keys stay out of `log_history`: the Trainer's model card makes a results
-  column of every `eval_*` key found there.
-- End of training (the Trainer's last log): `carbon/energy_kwh_total`, `carbon/co2_kg_total`
-  and `carbon/duration_s_total` of the whole run; `co2_eq_emissions` (grams) goes into the model
-  card that `trainer.create_model_card()` and `trainer.push_to_hub()` write.
+- Each epoch's last optimizer step (before that step's log, evaluation and save, so its
+  checkpoint holds the epoch): the epoch in the chosen set (`metrics=`), as a log event of its
+  own through the Trainer's callback handler (every reporter, `state.log_history`). Counters
+  are read, and summed over processes, there and at the end of training only.
+- The Trainer's last log (what `train()` returns): the run's totals; the model card that
+  `create_model_card()` and `push_to_hub()` write gets `co2_eq_emissions` (grams).
+- As a `train()`'s first epoch begins: the run's provenance, in each reporter's run metadata.
+- A standalone `evaluate()`/`predict()` is its own run, from its first prediction step (no
+  hook comes before it): `<metric_key_prefix>_carbon/*` are its figures, no running totals.
+- `log_steps=True` (under the "steps" logging strategy): pieces summed over processes, the
+  energy since the last piece at each training log (`carbon/step/*`) and of each evaluation
+  inside training (`eval_carbon/*`, from the step or epoch end that set should_evaluate);
+  with the last one, in the final log, they tile the run. Evaluation keys stay out of
+  `log_history`, where the model card would make columns of them.
 
 Reporters only see keys added before they run, and callbacks passed as `callbacks=[...]`
 come after them, so the callback moves itself ahead of them (right after DefaultFlowCallback)
@@ -36,6 +28,7 @@ since hooks are not given them. Where that fails, a warning says how to order ca
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,11 +50,13 @@ STATE_SOURCE = "the checkpoint's trainer_state.json"
 INFERENCE = "inference"
 _RUNTIME = "_runtime"
 _FINAL_LOG_KEY = "train_runtime"
+_TOTAL = "_total"
 _STEP = "step"
 
 __all__ = [
     "EmissionsCallback",
     "detect_model",
+    "evaluation_keys",
     "inference_prefix",
     "is_transformers_available",
 ]
@@ -77,61 +72,39 @@ require(is_transformers_available(), "transformers", "transformers and torch")
 from transformers import TrainerCallback  # noqa: E402  (after the check naming the extra)
 
 from carbonlog._log import warn_once  # noqa: E402
-from carbonlog.integrations._transformers_bridge import TrainerBridge  # noqa: E402
+from carbonlog.integrations._transformers_bridge import TrainerBridge, detect_model  # noqa: E402
+
+_CALLBACKS: weakref.WeakSet = weakref.WeakSet()
+"""This process's callbacks: a fit that begins closes another one's fit left open (Ctrl-C)."""
 
 
 def inference_prefix(logs: Mapping[str, Any]) -> str | None:
-    """The `metric_key_prefix` of an evaluate/predict metrics dict ("eval", "test", "eval_a").
-
-    The Trainer's speed metrics always add `<prefix>_runtime`; training logs have none, and
-    the final training log has `train_runtime`. None for a training log.
-    """
+    """The `metric_key_prefix` of an evaluate/predict metrics dict ("eval", "test", "eval_a"):
+    its speed metrics add `<prefix>_runtime`; None for a training log (the last has
+    `train_runtime`)."""
     for key in logs:
         if key.endswith(_RUNTIME) and key != _FINAL_LOG_KEY:
             return key[: -len(_RUNTIME)]
     return None
 
 
-def _unwrap(model: Any) -> Any:
-    """The model inside DDP/DataParallel (`.module`), torch.compile and PEFT wrappers."""
-    for _ in range(8):
-        if hasattr(model, "get_base_model"):  # PEFT
-            inner = model.get_base_model()
-        elif type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
-            inner = model.module
-        else:
-            inner = getattr(model, "_orig_mod", None)  # torch.compile
-        if inner is None or inner is model:
-            return model
-        model = inner
-    return model
+def evaluation_keys(values: Mapping[str, float], old: str, new: str) -> dict[str, float]:
+    """An evaluation's own figures: the keys under `old` moved under `new`
+    (`carbon/step/energy_kwh` -> `eval_carbon/energy_kwh`), running totals left out."""
+    return {k: v for k, v in metrics.renamed(values, old, new).items() if not k.endswith(_TOTAL)}
 
 
-def detect_model(model: Any) -> dict[str, object]:
-    """What the model says of itself: a Hub id or directory it was loaded from, or none.
-
-    `from_pretrained` records its argument in `name_or_path` (`config._name_or_path`): then it
-    is fine-tuning from that base model. A model built from a config has an empty name:
-    pre-training. (A config itself loaded with from_pretrained carries the name too; pass
-    `pretrained=False` for random weights built from such a config.)
-    """
-    if model is None:
-        return {}
-    inner = _unwrap(model)
-    config = getattr(inner, "config", None)
-    name = getattr(inner, "name_or_path", None) or getattr(config, "_name_or_path", None) or ""
-    detected: dict[str, object] = {"model": type(inner).__name__, "pretrained": bool(name)}
-    if name:
-        detected["base_model"] = str(name)
-    return detected
+def _ends_epoch(state, control) -> bool:
+    """This optimizer step is its epoch's last: the epoch count is whole (its last batch), or
+    the flow callback has training or the epoch stop here (max_steps)."""
+    return bool(
+        float(state.epoch).is_integer() or control.should_training_stop or control.should_epoch_stop
+    )
 
 
 def _processes(args) -> dict[str, Any]:
-    """The Session's view of the Trainer's processes: ranks, the one sum, the GPUs driven.
-
-    The sum goes through Accelerate (what `Trainer.accelerator.reduce` calls); a process
-    drives its own GPU under DDP, all of them under DataParallel.
-    """
+    """The Session's view of the Trainer's processes: ranks, the one sum (through Accelerate,
+    as `Trainer.accelerator.reduce`), the GPUs driven (its own under DDP, all under DP)."""
     reduce = None
     if args.world_size > 1:
         from accelerate.utils import reduce as accelerate_reduce
@@ -153,19 +126,18 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         {options}
         model_card: add `co2_eq_emissions` to the card `trainer.create_model_card()` writes
             (its training_type says fine-tuning when the run is `pretrained`).
+        log_steps: also log the energy at each training log and evaluation (a counter read
+            and a sum over processes each time); off by default.
 
     Distributed (torchrun, Accelerate): every process measures the GPU it drives, local
-    process zero its host's CPU and RAM, and each interval is summed once over processes, so
-    every process logs the same figures; only world process zero writes files. Resume:
-    the totals as of the last epoch end ride in checkpoints' `trainer_state.json` (under
-    `stateful_callbacks["carbonlog"]`) and continue on `train(resume_from_checkpoint=...)`;
-    what was spent after that epoch end in the interrupted run (its evaluation, the save,
-    the steps of a mid-epoch checkpoint) is not carried; a damaged state there is refused
-    with a warning and the totals start over. A crash or a Ctrl-C is not seen (the Trainer
-    has no hook for it): the ledger run ends as "interrupted" when the callback is next
-    given to a Trainer or trained with, else when it is discarded or the process exits. (A
-    standalone `evaluate()` right after such a train still counts as inside it, as for the
-    Trainer itself, whose `is_in_train` stays set.)
+    process zero its host's CPU and RAM, and each epoch is summed once over processes; only
+    world process zero writes files. Resume: the totals as of the last epoch end (what the
+    ledger has recorded of the run by then) ride in every checkpoint's `trainer_state.json`
+    (`stateful_callbacks["carbonlog"]`) and continue on `train(resume_from_checkpoint=...)`;
+    a damaged state is refused with a warning and the totals start over. A crash or a Ctrl-C
+    is not seen (no hook): the ledger run ends as "interrupted" when the callback is next
+    used, when another callback's fit begins in this process, or at exit. (A standalone
+    `evaluate()` right after such a train counts as inside it, as `is_in_train` stays set.)
 
     Raises:
         ValueError, TypeError: a bad option, here rather than mid-training.
@@ -178,10 +150,14 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
         intensity: float | str | None = None,
         *,
         model_card: bool = True,
+        log_steps: bool = False,
         **options: Any,
     ) -> None:
+        if not isinstance(log_steps, bool):
+            raise TypeError(f"log_steps must be True or False, got {log_steps!r}")
         self._session = new_session("transformers", location, pue, intensity, options)
-        self._bridge = TrainerBridge(self, self._session, model_card)
+        self._bridge = TrainerBridge(self, self._session, model_card, log_steps)
+        _CALLBACKS.add(self)
 
     @property
     def co2_eq_emissions(self) -> dict | None:
@@ -196,6 +172,9 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._bridge.attach()  # again: the callback may have been added after __init__
+        for other in list(_CALLBACKS):  # one fit at a time, or the hardware counts twice
+            if other is not self and other.session.stage == FIT:
+                other.session.abandon()
         saved = (getattr(state, "stateful_callbacks", None) or {}).get(STATE_KEY)
         self._session.load_state_dict(saved, STATE_SOURCE)
         self._session.begin(
@@ -204,30 +183,28 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
             planned_epochs=int(state.num_train_epochs) or None,
             detected=detect_model(model),
         )
-        self._bridge.begin_run(state)
+        self._bridge.begin_run(args, state)
         self._save_state(state)
 
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self._session.stage == FIT:  # the reporters have set up in their on_train_begin
+            self._bridge.tell_provenance(state)
+
     def on_step_end(self, args, state, control, **kwargs):
-        if control.should_evaluate and self._session.stage == FIT:
+        if self._session.stage != FIT:
+            return
+        if _ends_epoch(state, control):  # before the step's save: its checkpoint holds the epoch
+            self._end_epoch(args, state, control)
+        elif control.should_evaluate:
             self._bridge.take_piece(state)  # the evaluation about to run starts here
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if self._session.stage != FIT:
-            return
-        self._bridge.take_piece(state)  # the mark must not swallow the energy since the last log
-        self._bridge.carry(self._session.epoch_end(self._bridge.epoch_logs(state)))
-        self._save_state(state)
-        self._bridge.emit(args, state, control)
-        self._bridge.end_epoch(state)
-        if self._session.should_stop:
-            control.should_training_stop = True
+        if self._session.stage == FIT and not self._bridge.at_epoch_end(state):
+            self._end_epoch(args, state, control)  # an epoch no step said was ending
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        """The evaluation the Trainer runs right after an epoch end belongs to that epoch's
-        record (the ledger's, for compare's energy-to-target), not to the next one's."""
-        if self._session.stage == FIT and metrics and self._bridge.at_epoch_end(state):
-            self._session.annotate_epoch(metrics)
-            self._bridge.skip_logged(state)
+        if self._session.stage == FIT and metrics:
+            self._annotate_epoch(state, metrics)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self._bridge.emitting or logs is None:
@@ -243,6 +220,7 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
             if _FINAL_LOG_KEY in logs:
                 values = self._finish(args)
             else:
+                self._annotate_epoch(state, logs)
                 values = self._bridge.for_training_log(state)
             self._bridge.publish(state, logs, values)
 
@@ -261,21 +239,39 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
 
     # -- helpers -----------------------------------------------------------------------
 
+    def _end_epoch(self, args, state, control) -> None:
+        """Close the epoch: its figures as a log event, its totals into the trainer state."""
+        self._bridge.take_piece(state)  # the mark must not swallow the energy since the last log
+        self._bridge.carry(self._session.epoch_end(self._bridge.epoch_logs(state)))
+        self._save_state(state)
+        self._bridge.emit(args, state, control)
+        self._bridge.end_epoch(state)
+        if self._session.should_stop:
+            control.should_training_stop = True
+
+    def _annotate_epoch(self, state, values: Mapping[str, Any]) -> None:
+        """What the Trainer logs or evaluates at the step its epoch closed belongs to that
+        epoch's record (the ledger's, for compare's energy-to-target), not the next one's."""
+        if self._bridge.at_epoch_end(state):
+            self._session.annotate_epoch(values)
+            self._bridge.skip_logged(state)
+
     def _inference_values(self, stage_prefix: str) -> dict[str, float]:
-        """An evaluation's energy under `<stage_prefix>_<prefix>`: during training, the energy
-        since it began; standalone, its whole run."""
+        """An evaluation's own energy under `<stage_prefix>_<prefix>`: inside training, the
+        piece since it began (with `log_steps`); standalone, its whole run."""
         prefix = self._session.prefix
         to = f"{stage_prefix}_{prefix}"
         if self._session.stage == FIT:
-            return metrics.renamed(self._session.step(), metrics.metric_key("", prefix, _STEP), to)
+            piece = metrics.metric_key("", prefix, _STEP)
+            return evaluation_keys(self._bridge.read_piece(), piece, to)
         if self._session.stage == INFERENCE:
             old = metrics.metric_key("", prefix, INFERENCE)
-            return metrics.renamed(self._session.end(), old, to)
+            return evaluation_keys(self._session.end(), old, to)
         return {}
 
     def _finish(self, args) -> dict[str, float]:
         """End the fit: the last piece and the run's totals; the model card's metadata."""
-        values = {**self._bridge.take_pending(), **self._session.step()}
+        values = {**self._bridge.take_pending(), **self._bridge.read_piece()}
         values.update(self._session.end("completed"))
         self._bridge.keep_card(self._session.model_card_co2(processes=args.world_size))
         return values

@@ -1,13 +1,16 @@
 """A tiny BERT trained by the Trainer, with EmissionsCallback; shared by the Transformers tests.
 
-Under `torchrun --nproc_per_node 2 transformers_ddp_script.py OUT` it trains on gloo (CPU),
-with constant power forced, and every rank writes OUT/rank<N>.json: its log history, the
-fit's Summary figures and the card metadata, for test_transformers.py to read back.
+Under `torchrun --nproc_per_node 2 transformers_ddp_script.py OUT [log_steps]` it trains on gloo
+(CPU), with constant power forced (and `log_steps=True` if asked), and every rank writes
+OUT/rank<N>.json: its log history, the fit's Summary figures, the card metadata and every
+collective carbonlog's code made (found by wrapping torch.distributed's), for
+test_transformers.py to read back.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import torch
@@ -68,10 +71,69 @@ def training_args(output_dir, **overrides) -> TrainingArguments:
     return TrainingArguments(str(output_dir), **options)
 
 
-def main(output_dir: str) -> None:
+COLLECTIVES = (
+    "all_reduce",
+    "all_gather",
+    "all_gather_into_tensor",
+    "broadcast",
+    "barrier",
+    "reduce",
+)
+"""What torch.distributed offers to sum, gather or wait; carbonlog may use one all_reduce."""
+
+
+def count_collectives() -> dict[str, list]:
+    """Wrap torch.distributed's collectives; each call is recorded under "carbonlog" when
+    carbonlog's code (core or adapter) is on the stack, else under "others": its name, its
+    tensor's size and dtype, and the EmissionsCallback hook and global step it came from."""
+    import carbonlog
+    import carbonlog.integrations
+
+    ours = (os.path.dirname(carbonlog.__file__), *carbonlog.integrations.__path__)
+    calls: dict[str, list] = {"carbonlog": [], "others": []}
+
+    def wrapped(name, collective):
+        def call(*args, **kwargs):
+            frames = list(_callers(sys._getframe(1)))
+            hooks = [f for f in frames if _is_hook(f)]  # innermost first
+            tensor = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            mine = any(f.f_code.co_filename.startswith(ours) for f in frames)
+            calls["carbonlog" if mine else "others"].append(
+                {
+                    "name": name,
+                    "numel": None if tensor is None else tensor.numel(),
+                    "dtype": None if tensor is None else str(tensor.dtype),
+                    "hook": hooks[0].f_code.co_name if hooks else None,
+                    "step": hooks[0].f_locals["state"].global_step if hooks else None,
+                }
+            )
+            return collective(*args, **kwargs)
+
+        return call
+
+    for name in COLLECTIVES:
+        setattr(torch.distributed, name, wrapped(name, getattr(torch.distributed, name)))
+    return calls
+
+
+def _callers(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _is_hook(frame) -> bool:
+    owner = type(frame.f_locals.get("self")).__name__
+    return owner == "EmissionsCallback" and frame.f_code.co_name.startswith("on_")
+
+
+def main(output_dir: str, log_steps: bool) -> None:
     from carbonlog.integrations.transformers import EmissionsCallback
 
-    callback = EmissionsCallback(intensity=50.0, ledger=False, verbose=False, power_w=POWER_W)
+    collectives = count_collectives()
+    callback = EmissionsCallback(
+        intensity=50.0, ledger=False, verbose=False, power_w=POWER_W, log_steps=log_steps
+    )
     trainer = Trainer(
         model=tiny_bert(),
         args=training_args(output_dir, per_device_train_batch_size=4),
@@ -91,10 +153,11 @@ def main(output_dir: str) -> None:
         "duration_s": summary.duration_s,
         "intervals": [[iv.label, iv.energy_kwh, iv.duration_s] for iv in summary.intervals],
         "co2_eq_emissions": callback.co2_eq_emissions,
+        "collectives": collectives,
     }
     with open(f"{output_dir}/rank{trainer.args.process_index}.json", "w") as f:
         json.dump(report, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:] == ["log_steps"])
