@@ -95,12 +95,6 @@ def test_a_fit_left_open_is_closed_when_another_begins(tmp_path):
     assert tail.started_at + tail.duration_s <= after.intervals[2].started_at
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the core continues a resumed run's totals from its checkpoint state alone; what "
-    "the ledger recorded of the run after that state (the rest of the first fit) is not "
-    "counted in the resumed fit's totals, nor do interval indices continue (see the report)",
-)
 def test_logs_ledger_and_card_agree_after_a_mid_epoch_resume(tmp_path, tensorboard_dir):
     """A fit of 2 epochs, then a second resumed from checkpoint-6: the final logged total, the
     model card and the ledger's run count the same energy, the running total never goes back,

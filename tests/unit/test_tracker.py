@@ -298,3 +298,30 @@ def test_the_run_can_say_what_it_is(tmp_path):
     with Ledger(path) as ledger:
         run = ledger.run(summary.run_id)
     assert (run.task, run.base_model, run.pretrained) == ("sst2", "bert-base-uncased", True)
+
+
+def test_a_resume_from_an_early_checkpoint_goes_on_from_the_ledger_not_back(tmp_path):
+    from carbonlog.ledger import Ledger
+
+    path = str(tmp_path / "ledger.sqlite3")
+    first = constant_tracker(ledger=path).start()
+    first.mark("epoch")
+    checkpoint = first.state_dict()  # saved mid-run: the work after it is in the ledger only
+    for _ in range(2):
+        time.sleep(0.02)
+        first.mark("epoch")
+    before = first.stop()
+
+    resumed = constant_tracker(ledger=path)
+    resumed.load_state_dict(checkpoint)
+    resumed.start()
+    time.sleep(0.02)
+    iv = resumed.mark("epoch")
+    after = resumed.stop()
+    assert iv.index == len(before.intervals)  # indices go on, not back to 1
+    assert iv.co2_kg_total == pytest.approx(before.co2_kg + iv.co2_kg, rel=1e-9)
+    with Ledger(path) as ledger:
+        run = ledger.run(after.run_id)
+    assert after.run_id == before.run_id
+    assert run.co2_kg == pytest.approx(after.co2_kg, rel=1e-9)  # logs and ledger agree
+    assert resumed.state_dict()["intervals_done"] == len(before.intervals) + 2

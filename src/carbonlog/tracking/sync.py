@@ -35,6 +35,20 @@ def wait_for_devices(sync: SyncFn | None) -> None:
         )
 
 
+def sum_floats(reduce: ReduceFn, values: Sequence[float]) -> list[float] | None:
+    """`values` summed over all processes by `reduce`; None when the sum fails (said once)."""
+    try:
+        return [float(v) for v in reduce(values)]
+    except Exception as exc:
+        warn_once(
+            "reduce",
+            f"carbonlog: summing over processes failed ({exc}); "
+            "this process logs its own energy only",
+            own=True,
+        )
+        return None
+
+
 def sum_over_ranks(reduce: ReduceFn | None, *parts: Joules) -> tuple[Joules, ...]:
     """Every part summed over all processes in one call of `reduce`.
 
@@ -43,16 +57,7 @@ def sum_over_ranks(reduce: ReduceFn | None, *parts: Joules) -> tuple[Joules, ...
     if reduce is None:  # a single process: its figures are the sum
         return parts
     local = [value for part in parts for value in part.vector()]
-    try:
-        summed = [float(v) for v in reduce(local)]
-    except Exception as exc:
-        warn_once(
-            "reduce",
-            f"carbonlog: summing over processes failed ({exc}); "
-            "this process logs its own energy only",
-            own=True,
-        )
-        summed = local
+    summed = sum_floats(reduce, local) or local
     width = len(Joules._fields)
     return tuple(Joules.from_vector(summed[i * width : (i + 1) * width]) for i in range(len(parts)))
 
@@ -111,15 +116,8 @@ def share_interval(reduce: ReduceFn | None, mine: Contribution) -> Shared | None
         *_flags(mine.measuring),
         *_flags(mine.unmeasured),
     ]
-    try:
-        summed = [float(v) for v in reduce(local)]
-    except Exception as exc:
-        warn_once(
-            "reduce",
-            f"carbonlog: summing over processes failed ({exc}); "
-            "this process logs its own energy only",
-            own=True,
-        )
+    summed = sum_floats(reduce, local)
+    if summed is None:
         return None
     w = len(COMPONENTS)  # the layout of `local`: joules, intensity, then three flag blocks
     estimated = _counted(summed[w + 1 : 2 * w + 1])

@@ -45,6 +45,9 @@ def _check_state(state: object) -> None:
     epochs = state.get("epochs_done", len(series[0]))
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < len(series[0]):
         raise ValueError(f"epochs_done is {epochs!r}, not a count of at least {len(series[0])}")
+    intervals = state.get("intervals_done", 0)
+    if isinstance(intervals, bool) or not isinstance(intervals, int) or intervals < 0:
+        raise ValueError(f"intervals_done is {intervals!r}, not a count")
     run_id = state.get("run_id")
     if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int)):
         raise ValueError(f"run_id is {run_id!r}, not an integer")
@@ -72,7 +75,8 @@ class RunTotals:
     """Joules per component, facility kWh and kg CO2 so far, and each epoch's kWh and kg.
 
     `epochs_before_resume` counts epochs of an earlier part of the run whose figures the
-    resume state did not carry one by one.
+    resume state did not carry one by one; `intervals` counts every closed interval, so a
+    resumed run's go on from the last index.
     """
 
     joules: Joules = field(default_factory=Joules)
@@ -81,6 +85,7 @@ class RunTotals:
     epoch_kwh: list[float] = field(default_factory=list)
     epoch_kg: list[float] = field(default_factory=list)
     epochs_before_resume: int = 0
+    intervals: int = 0
 
     @property
     def epochs_done(self) -> int:
@@ -92,6 +97,7 @@ class RunTotals:
         self.joules += joules
         self.energy_kwh += energy_kwh
         self.co2_kg += co2_kg
+        self.intervals += 1
         if epoch:
             self.epoch_kwh.append(energy_kwh)
             self.epoch_kg.append(co2_kg)
@@ -106,8 +112,19 @@ class RunTotals:
             "epochs_done": self.epochs_done,
             "epoch_kwh": list(self.epoch_kwh),
             "epoch_kg": list(self.epoch_kg),
+            "intervals_done": self.intervals,
             "run_id": run_id,
         }
+
+    def continued(
+        self, joules: Joules, energy_kwh: float, co2_kg: float, intervals: int
+    ) -> RunTotals:
+        """These totals, carried on from a larger record of the same run (its ledger run),
+        the per-epoch history kept for the forecast and the budget."""
+        return RunTotals(
+            joules, energy_kwh, co2_kg, self.epoch_kwh, self.epoch_kg,
+            self.epochs_before_resume, intervals,
+        )  # fmt: skip
 
     @classmethod
     def from_state(cls, state: Mapping) -> RunTotals:
@@ -121,4 +138,5 @@ class RunTotals:
             epoch_kwh=epoch_kwh,
             epoch_kg=[float(v) for v in state.get("epoch_kg", [])],
             epochs_before_resume=int(state.get("epochs_done", len(epoch_kwh))) - len(epoch_kwh),
+            intervals=int(state.get("intervals_done", 0)),
         )

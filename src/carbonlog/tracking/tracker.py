@@ -26,10 +26,11 @@ from carbonlog.tracking.frameworks import (
     sync_loaded_frameworks,
     wanted_components,
 )
+from carbonlog.tracking.joules import Joules
 from carbonlog.tracking.options import check_options
 from carbonlog.tracking.recorder import Recorder, describe_run
 from carbonlog.tracking.sharing import Sharing
-from carbonlog.tracking.sync import SyncFn, sum_over_ranks
+from carbonlog.tracking.sync import SyncFn, sum_floats, sum_over_ranks
 from carbonlog.tracking.totals import RunTotals
 
 EPOCH = "epoch"
@@ -117,7 +118,6 @@ class Tracker:
         self._totals = RunTotals()
         self._resume_run_id: int | None = None
         self._intervals: deque[Interval] = deque(maxlen=INTERVALS_KEPT)
-        self._closed = 0
         self._lock = threading.Lock()
         self._stopped: Summary | None = None
         self.stop_reason: str | None = None
@@ -159,6 +159,7 @@ class Tracker:
                 launch_facts(self.ranks),
             )
             self._recorder.begin(info, self._resume_run_id)
+        self._continue_from_ledger()
         return self
 
     def mark(self, label: str = EPOCH, metrics: Mapping[str, float] | None = None) -> Interval:
@@ -194,7 +195,7 @@ class Tracker:
             )
             window = window._replace(joules=piece)
             return interval_of(
-                label, self._closed, window, self.site.pue, (g_per_kwh, source), totals
+                label, self._totals.intervals, window, self.site.pue, (g_per_kwh, source), totals
             )
 
     def stop(self, status: str = "completed", label: str = "end") -> Summary:
@@ -284,16 +285,36 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _continue_from_ledger(self) -> None:
+        """A resumed run goes on from what its ledger run holds when that is more than the
+        resume state: a checkpoint taken mid-epoch leaves out the work done after it, which
+        the ledger kept. Global rank zero reads it; one sum at start brings it to every rank."""
+        if self._resume_run_id is None:
+            return
+        mine = [0.0] * 7  # joules per component, kWh, kg, intervals, found
+        record = None
+        if self._recorder.ledger is not None and self._recorder.run_id == self._resume_run_id:
+            try:
+                record = self._recorder.ledger.run(self._resume_run_id)
+            except Exception as exc:
+                warn_once("ledger-resume", f"carbonlog: reading the resumed run failed ({exc})")
+        if record is not None and record.energy_kwh > self._totals.energy_kwh:
+            joules = [record.gpu_j, record.cpu_j, record.ram_j]
+            mine = [*joules, record.energy_kwh, record.co2_kg, len(record.intervals), 1.0]
+        if self._reduce is not None and self.ranks.is_distributed:
+            mine = sum_floats(self._reduce, mine) or mine
+        if mine[6]:
+            joules = Joules(*mine[:3])
+            self._totals = self._totals.continued(joules, mine[3], mine[4], round(mine[5]))
+
     def _check_running(self, what: str) -> None:
         if self._edges is None or self._stopped is not None:
             raise RuntimeError(f"Tracker.{what}() needs a started, not yet stopped tracker")
 
     def _close_interval(self, label: str) -> Interval:
         """Edge, the one sum, totals, forecast, budget: one interval, in that order."""
-        window = self._edges.close()
-        shared, (g_per_kwh, source) = self._sharing.share(
-            window, self._edges.components, self._closed
-        )
+        window, index = self._edges.close(), self._totals.intervals
+        shared, (g_per_kwh, source) = self._sharing.share(window, self._edges.components, index)
         energy_kwh = units.facility_kwh(shared.joules.device_j, self.site.pue)
         co2_kg = units.co2_kg(energy_kwh, g_per_kwh)
         self._totals.add(shared.joules, energy_kwh, co2_kg, label == EPOCH)
@@ -302,10 +323,15 @@ class Tracker:
             forecast_of(self._totals, self.planned_epochs) if label == EPOCH else (None, None)
         )
         interval = interval_of(
-            label, self._closed, shared.window, self.site.pue, (g_per_kwh, source), totals, forecast
+            label,
+            index,
+            shared.window,
+            self.site.pue,
+            (g_per_kwh, source),
+            totals,
+            forecast,
         )
         self._intervals.append(interval)
-        self._closed += 1
         if label == EPOCH:
             self._check_budget()
         return interval
