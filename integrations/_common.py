@@ -17,7 +17,12 @@ from carbonlog.session import Session
 
 OPTIONS_DOC = """location, pue, intensity: where the energy is drawn (see `carbonlog.Tracker`).
         prefix: the key prefix, `carbon/` by default.
-        verbose: a line per epoch and a summary on the "carbonlog" logger.
+        metrics: the keys published per interval: "compact" (default) the energy and CO2 of
+            the interval, their running totals and mean power, plus the saving against
+            scratch when known; "full" the whole schema of docs/metrics.md (components,
+            intensity, duration, forecast).
+        verbose: a line per epoch and the summary at the end on the "carbonlog" logger;
+            False silences both (warnings are still said).
         pretrained, base_model, task: what the run is, for the ledger and the savings
             figures; they win over what is detected from the model.
         tracker_options: any other `carbonlog.Tracker` option (gpus, cpu, ram, power_w,

@@ -1,27 +1,25 @@
-"""Keras 3: each epoch's energy and CO2 in `logs`, so History, CSVLogger and TensorBoard keep it.
+"""Keras 3: each epoch's energy and CO2 in `logs`, so History, CSVLogger and the loggers after it
+keep it.
 
     model.fit(x, y, epochs=10, callbacks=[EmissionsCallback(location="FR"), CSVLogger("log.csv")])
 
-Works on the torch and jax backends (set KERAS_BACKEND before the first `import keras`).
+Works on the torch and jax backends (set KERAS_BACKEND before the first `import keras`). Keras'
+own TensorBoard callback needs TensorFlow: docs/quickstart/keras.md shows a writer for torch/JAX.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
-import tempfile
 from collections.abc import Sequence
 
-from carbonlog._log import logger, warn_once
-from carbonlog.distributed import Ranks, ReduceFn
+from carbonlog._log import say, warn_once
 from carbonlog.integrations._common import (
-    cuda_devices,
     find_caller,
     is_available,
     new_session,
     require,
-    torch_sum,
     with_options_doc,
 )
 from carbonlog.session import FIT, SessionOwner
@@ -41,31 +39,37 @@ except ImportError as exc:
         "or KERAS_BACKEND=jax before the first `import keras`, or install TensorFlow"
     ) from exc
 
+from carbonlog.integrations._keras_support import (  # noqa: E402  (needs Keras loaded)
+    gpus_driven,
+    process_group,
+    reads_logs,
+    write_json_atomically,
+)
+
 TEST = "test"
 PREDICT = "predict"
 _CALLER_FRAMES = 6  # how far up the stack the CallbackList calling on_train_begin may be
-_LOGGERS = (
-    keras.callbacks.CSVLogger,
-    keras.callbacks.TensorBoard,
-    keras.callbacks.History,
-    keras.callbacks.RemoteMonitor,
-)
 
 
 @with_options_doc
 class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
-    """Measures every epoch (its validation included) and adds the carbonlog schema to `logs`.
+    """Measures every epoch (its validation included) and adds the carbonlog metrics to `logs`.
 
     Order matters: Keras hands one `logs` dict down the callback list, so only callbacks
-    listed *after* this one (CSVLogger, TensorBoard, EarlyStopping on a `carbon/` key) see
-    its keys; History and the progress bar (which prints them) come last by default. A warning
-    says so when a logger is listed before it (found from the CallbackList that calls
-    `on_train_begin`; Keras exposes that list neither on the model nor in `params`).
+    listed *after* this one (CSVLogger, MLflow's callback, a LambdaCallback, EarlyStopping on
+    a `carbon/` key) see its keys; History and the progress bar (which prints them) come last
+    by default. A warning says so when a callback listed before it would want them: one that
+    monitors a `carbon/` key, or any whose `on_epoch_end` reads its `logs` (found from the
+    CallbackList that calls `on_train_begin`; Keras exposes that list neither on the model nor
+    in `params`).
 
-    `evaluate()` and `predict()` are measured on their own, reported at their end in the
-    log and in `self.totals["test"]` / `self.totals["predict"]` (`carbon/test/*` keys, also
-    added to the `logs` of later callbacks in `on_test_end`); validation inside `fit()`
-    belongs to its epoch.
+    `evaluate()` and `predict()` are measured, each as a run of its own, when this callback
+    is passed to them too (`model.evaluate(x, y, callbacks=[emissions])`): Keras gives a
+    callback no hook into calls it was not passed to, and keeps no callback of `fit()`. Their
+    figures are in `self.totals["test"]` / `self.totals["predict"]` (`carbon/test/*`,
+    `carbon/predict/*`) and, for evaluate, in the `logs` later callbacks see at `on_test_end`;
+    not in what `evaluate(return_dict=True)` returns, since Keras hands callbacks a copy of
+    that dict. Validation inside `fit()` belongs to its epoch.
 
     Resume (`fit(initial_epoch=k)`, BackupAndRestore): a fit that starts past epoch 0
     continues the totals of this callback's previous fit, or, in a new process, those of
@@ -78,12 +82,15 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     ends "interrupted" at this callback's next fit, evaluate or predict (whose new
     CallbackList sets its params), else when it is discarded or the process exits.
 
-    Multi-process (torch DDP under Keras, JAX multi-host): ranks from the environment (JAX's
-    process index where it runs several); one sum per interval through torch.distributed when
-    it is initialised, else JAX multi-host. Before counters are read, queued device work is
-    waited for by the core (torch and JAX, whichever is loaded: JAX dispatch is asynchronous,
-    and predict's outputs are still in flight at `on_predict_end`). No batch hook is
-    overridden, so Keras keeps its async dispatch; `on_budget="stop"` sets `model.stop_training`.
+    Multi-process (torch DDP under Keras, mp.spawn included, JAX multi-process): ranks from an
+    initialised torch.distributed group or the launcher's variables (JAX's process index where
+    it runs several); one float64 sum per interval through torch.distributed when it is
+    initialised, else JAX (float64 whatever jax_enable_x64 says). On JAX the GPUs measured
+    are JAX's local devices (none where JAX computes on the CPU). Before counters are read,
+    queued device work is waited for by the core (torch and JAX, whichever is loaded: JAX
+    dispatch is asynchronous, and predict's outputs are still in flight at `on_predict_end`).
+    No batch hook is overridden, so Keras keeps its async dispatch; `on_budget="stop"` sets
+    `model.stop_training`.
 
     Args:
         {options}
@@ -110,6 +117,7 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
         self.totals: dict[str, dict[str, float]] = {}
         self._fitting = False
         self._fit_begun = False
+        self._blind: list[str] = []
 
     def set_params(self, params):
         # Only a new fit/evaluate/predict builds a CallbackList, which sets params (fit's own
@@ -122,7 +130,7 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._fitting, self._fit_begun = True, False
-        self._warn_if_loggers_first(_calling_callbacks())
+        self._blind = self._listed_before(_calling_callbacks())
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._fitting and not self._fit_begun:
@@ -166,13 +174,13 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     # -- internals ---------------------------------------------------------------------
 
     def _begin(self, stage: str, planned_epochs: int | None = None) -> None:
-        ranks, reduce = _process_group()
+        ranks, reduce = process_group()
         model = self.model
         self._session.begin(
             stage,
             ranks=ranks,
             reduce=reduce,
-            gpus=_gpus_driven(model),
+            gpus=gpus_driven(model),
             planned_epochs=planned_epochs,
             detected={"model": getattr(model, "name", type(model).__name__)},
         )
@@ -184,6 +192,11 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
         done = self._session.resume_epochs or 0
         planned = self.params.get("epochs") if self.params else None
         self._begin(FIT, planned_epochs=planned - first_epoch + done if planned else None)
+        if self._blind:  # said once the fit's ranks are known: on global rank zero
+            say(
+                f"carbonlog: {', '.join(self._blind)} listed before EmissionsCallback will not "
+                f"see the {self._session.prefix}* keys; list EmissionsCallback first"
+            )
 
     def _report(self, stage: str, values: dict[str, float], logs) -> None:
         self.totals[stage] = values
@@ -205,20 +218,18 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
                 return
         if state is None:
             why = "no state_path is set" if path is None else f"{path} does not exist"
-            logger.warning(
-                "carbonlog: fit starts at epoch %s and %s; energy and CO2 totals "
-                "count from this epoch",
-                first_epoch,
-                why,
+            say(
+                f"carbonlog: fit starts at epoch {first_epoch} and {why}; energy and CO2 "
+                "totals count from this epoch"
             )
         elif self._session.load_state_dict(state, source) and (
             self._session.resume_epochs != first_epoch
         ):
-            logger.info(
-                "carbonlog: the fit's earlier part holds %s epochs and fit resumes at epoch "
-                "%s; totals continue from it (energy spent on repeated epochs counts again)",
-                self._session.resume_epochs,
-                first_epoch,
+            say(
+                f"carbonlog: the fit's earlier part holds {self._session.resume_epochs} epochs "
+                f"and fit resumes at epoch {first_epoch}; totals continue from it (energy "
+                "spent on repeated epochs counts again)",
+                level=logging.INFO,
             )
 
     def _write_sidecar(self) -> None:
@@ -226,86 +237,22 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
         if self.state_path is None or not self._session.is_global_zero:
             return
         try:
-            _write_json_atomically(self.state_path, self._session.state_dict())
+            write_json_atomically(self.state_path, self._session.state_dict())
         except OSError as exc:
             warn_once(
                 f"keras-state:{self.state_path}",
                 f"carbonlog: writing {self.state_path} failed ({exc}); training goes on",
             )
 
-    def _warn_if_loggers_first(self, callbacks: Sequence | None) -> None:
+    def _listed_before(self, callbacks: Sequence | None) -> list[str]:
+        """The callbacks listed before this one that would want its keys, by class name."""
         if not callbacks or self not in callbacks:
-            return
+            return []
         before = callbacks[: callbacks.index(self)]
-        blind = [type(c).__name__ for c in before if _reads_logs(c, self._session.prefix)]
-        if blind:
-            logger.warning(
-                "carbonlog: %s listed before EmissionsCallback will not see the %s* keys; "
-                "list EmissionsCallback first",
-                ", ".join(blind),
-                self._session.prefix,
-            )
-
-
-def _reads_logs(callback, prefix: str) -> bool:
-    """A logger of epoch `logs`, or a callback that monitors one of our keys."""
-    name = type(callback).__name__
-    return (
-        isinstance(callback, _LOGGERS)
-        or (name.endswith("Logger") and not isinstance(callback, keras.callbacks.ProgbarLogger))
-        or str(getattr(callback, "monitor", "")).startswith(prefix)
-    )
+        return [type(c).__name__ for c in before if reads_logs(c, self._session.prefix)]
 
 
 def _calling_callbacks() -> list | None:
     """The callbacks of the CallbackList whose hook called ours, found a few frames up."""
     caller = find_caller(lambda it: isinstance(it, keras.callbacks.CallbackList), _CALLER_FRAMES)
     return None if caller is None else caller.callbacks
-
-
-def _process_group() -> tuple[Ranks, ReduceFn | None]:
-    """This process's ranks and the one sum over processes, through the backend running them."""
-    ranks = Ranks.from_env()
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return ranks, torch_sum("cuda" if dist.get_backend() == "nccl" else "cpu")
-    jax = sys.modules.get("jax")
-    if jax is not None and jax.process_count() > 1:
-        jax_ranks = Ranks(
-            rank=jax.process_index(), local_rank=ranks.local_rank, world_size=jax.process_count()
-        )
-        return jax_ranks, _jax_sum
-    return ranks, None
-
-
-def _jax_sum(values: Sequence[float]) -> list[float]:
-    """Through JAX multi-host; float32 unless `jax_enable_x64` is set (JAX's default)."""
-    import numpy as np
-    from jax.experimental import multihost_utils
-
-    gathered = multihost_utils.process_allgather(np.asarray(values, dtype=np.float64))
-    return np.asarray(gathered, dtype=np.float64).sum(axis=0).tolist()
-
-
-def _gpus_driven(model) -> list[int] | None:
-    """The CUDA device a torch-backend model lives on ([] on CPU); None: all local GPUs (JAX)."""
-    if keras.backend.backend() != "torch":
-        return None
-    weights = getattr(model, "weights", None)
-    if not weights:
-        return None
-    return cuda_devices(weights[0].value.device)
-
-
-def _write_json_atomically(path: str, data: dict) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".carbonlog-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(data, file)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -13,17 +13,16 @@ import importlib
 import math
 import re
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 from carbonlog._log import warn_once
 from carbonlog.distributed import Ranks, ReduceFn
+from carbonlog.integrations import _lightning_publish as publish
 from carbonlog.integrations._common import (
     cuda_devices,
     is_available,
     new_session,
     require,
-    torch_sum,
     with_options_doc,
 )
 from carbonlog.session import FIT, INTERRUPTED, SessionOwner
@@ -75,20 +74,30 @@ def _planned_epochs(
 
 @with_options_doc
 class EmissionsCallback(SessionOwner, *_callback_bases()):
-    """Logs each training epoch's energy (kWh) and CO2 (kg) through `pl_module.log`.
+    """Logs each training epoch's energy (kWh) and CO2 (kg) to every logger of the Trainer.
 
-    The schema dict of `carbonlog.metrics` goes to every `trainer.loggers` and to
+    Each epoch's dict of `carbonlog.metrics` goes straight to every `trainer.loggers` (on
+    the step Lightning logs the epoch's own metrics at) and, as tensors, into
     `trainer.callback_metrics`, so EarlyStopping and ModelCheckpoint can monitor
-    `carbon/co2_kg_total`. The epoch's validation counts in that epoch. Standalone
-    `trainer.validate/test/predict` runs log under `carbon/<stage>/...`. Totals travel in
-    checkpoints, so `fit(ckpt_path=...)` continues them; a damaged state there is refused with
-    a warning and the totals start over. A fit that raises ends its ledger run as "failed", one
-    stopped by Ctrl-C as "interrupted".
+    `carbon/co2_kg_total`; nothing goes through `pl_module.log`, whose keys Lightning carries
+    through every later training step. The running totals are in `callback_metrics` from
+    the first training batch on; a validation inside the fit updates them when a callback
+    monitors a `carbon/` key (one small sum over processes per such validation). The run's
+    provenance (location, intensity and its source, PUE, which components are measured and
+    which estimated) goes to each logger once, as hyperparameters. The epoch's validation
+    counts in that epoch. Standalone `trainer.validate/test/predict` runs log under
+    `carbon/<stage>/...`. Totals travel in checkpoints, so `fit(ckpt_path=...)` continues
+    them; a damaged state there is refused with a warning and the totals start over. A fit
+    that raises ends its ledger run as "failed", one stopped by Ctrl-C as "interrupted".
+
+    Distributed: one all-reduce of a small float64 vector per epoch edge (and one at the
+    fit's end) through torch.distributed, on the strategy's root device.
 
     Args:
         {options}
-        log_every_n_steps: also log energy since the last step log every n training
-            batches, under `<prefix>step/`; None (default) logs per epoch only.
+        log_every_n_steps: also log the energy since the last step log every n training
+            batches, under `<prefix>step/` (summed over processes: one small all-reduce per
+            step log); None (default) logs per epoch only.
 
     Raises:
         ValueError, TypeError: a bad option, here rather than mid-training.
@@ -115,6 +124,7 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         self.log_every_n_steps = log_every_n_steps
         self._batches = 0
         self._failed = False
+        self._monitored = False
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -133,13 +143,17 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
     def on_train_start(self, trainer, pl_module) -> None:
         self._begin_fit(trainer, pl_module)
         self._plan(trainer)
+        self._monitored = publish.monitors(trainer.callbacks, self._session.prefix)
+        # after the sanity check, which empties callback_metrics, and Lightning's own hparams
+        publish.to_callback_metrics(trainer, self._session.running_totals())
+        publish.provenance(trainer, self._session.provenance())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.log_every_n_steps is not None:
             self._log_step(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._log_epoch(trainer, pl_module)
+        self._log_epoch(trainer)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._end_run(trainer, "completed")
@@ -148,6 +162,9 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         self._begin_standalone(trainer, pl_module, "validate")
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._session.stage == FIT and self._monitored and not trainer.sanity_checking:
+            # monitors read at validation end, before this epoch's edge: the totals up to now
+            publish.to_callback_metrics(trainer, self._session.running_totals(now=True))
         self._end_evaluation(pl_module, "validate")
 
     def on_test_start(self, trainer, pl_module) -> None:
@@ -160,7 +177,8 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         self._begin_standalone(trainer, pl_module, _PREDICT)
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        self._end_predict(trainer)
+        if self._session.stage == _PREDICT:  # predict cannot log through pl_module.log
+            publish.to_loggers(trainer, self._session.end("completed"))
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         stopped_by_hand = isinstance(exception, KeyboardInterrupt)
@@ -181,11 +199,11 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
             warn_once(
                 f"lightning-no-logger:{id(self)}",
                 "carbonlog: the Trainer has no logger, so energy and CO2 reach only "
-                "trainer.callback_metrics; the totals are printed at the end",
+                "trainer.callback_metrics and the ledger",
             )
         if trainer.world_size > 1:
-            # Our values are summed through strategy.reduce before logging: every rank holds
-            # the same figures, so Lightning's advice to sync_dist them does not apply.
+            # Standalone validate/test log their totals through pl_module.log: they are
+            # summed over ranks already, so Lightning's advice to sync_dist them does not apply.
             warnings.filterwarnings(
                 "ignore",
                 message=rf"It is recommended to use `self.log\('{re.escape(self._session.prefix)}",
@@ -226,13 +244,13 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         """validate/test/predict outside a fit: inference has its own run and keys."""
         if trainer.state.fn == stage and not trainer.sanity_checking:
             self._begin(trainer, pl_module, stage)
+            publish.provenance(trainer, self._session.provenance())
 
     def _reduce_fn(self, trainer) -> ReduceFn | None:
-        """Sum over ranks through the strategy (every rank calls it); None when alone."""
+        """The one sum over ranks (every rank calls it); None when alone."""
         if trainer.world_size <= 1:
             return None
-        strategy = trainer.strategy
-        summed = torch_sum(strategy.root_device, lambda t: strategy.reduce(t, reduce_op="sum"))
+        summed = publish.sum_over_ranks(trainer.strategy)
         # once this rank raised, the others may never join: a collective could wait forever
         return lambda values: values if self._failed else summed(values)
 
@@ -241,40 +259,30 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
             return
         self._batches += 1
         if self._batches % self.log_every_n_steps == 0:
-            self._publish(trainer, self._session.step(), save=False)
+            publish.to_loggers(trainer, self._session.step(summed=True))
 
-    def _log_epoch(self, trainer, pl_module) -> None:
-        """Close the epoch's interval, log its dict, and stop the fit if over budget."""
+    def _log_epoch(self, trainer) -> None:
+        """Close the epoch's interval, publish its dict, and stop the fit if over budget."""
         if self._session.stage != FIT:
             return
         values = self._session.epoch_end(trainer.callback_metrics)
-        if values:
-            pl_module.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
+        publish.to_callback_metrics(trainer, values)
+        publish.to_loggers(trainer, values, epoch_end=True)
         if self._session.should_stop:
             trainer.should_stop = True
 
     def _end_run(self, trainer, status: str, failed: bool = False) -> None:
         """Close the fit (or whatever stage was open): totals to every logger and the ledger."""
         self._failed = failed
-        self._publish(trainer, self._session.end(status), save=True)
+        totals = self._session.end(status)
+        publish.to_callback_metrics(trainer, totals)
+        publish.to_loggers(trainer, totals)
 
     def _end_evaluation(self, pl_module, stage: str) -> None:
-        """validate/test: staged totals through pl_module.log, so trainer.test() returns them."""
+        """validate/test: staged totals through pl_module.log, so trainer.test() returns them
+        (logged once, at the end of the loop: nothing is carried through training steps)."""
         if self._session.stage == stage:
             totals = self._session.end("completed")
             pl_module.log_dict(
                 totals, on_step=False, on_epoch=True, batch_size=1, add_dataloader_idx=False
             )
-
-    def _end_predict(self, trainer) -> None:
-        """predict cannot log through pl_module.log: the totals go to the loggers directly."""
-        if self._session.stage == _PREDICT:
-            self._publish(trainer, self._session.end("completed"), save=True)
-
-    def _publish(self, trainer, values: Mapping[str, float], save: bool) -> None:
-        if not values or not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            logger.log_metrics(dict(values), step=trainer.global_step)
-            if save:
-                logger.save()

@@ -8,12 +8,13 @@ each its own Tracker (and ledger run).
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from collections.abc import Mapping, Sequence
 
 from carbonlog import equivalents, metrics, savings
-from carbonlog._log import logger
+from carbonlog._log import say
 from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.intensity import cleanest_region
 from carbonlog.interval import Summary
@@ -33,7 +34,8 @@ NOTE_DEVICE_KWH = 1.0
 
 
 class Session:
-    """Options checked once at construction; a Tracker per stage; the schema dicts out.
+    """Options checked once at construction; a Tracker per stage; the schema dicts out, in
+    the `metrics` set ("compact" by default, or "full": see carbonlog.metrics.METRIC_SETS).
 
     `tracker_options` are Tracker's own arguments (location, pue, intensity, gpus, cpu,
     ram, power_w, live, run_name, tags, ledger, budget_kg, budget_kwh, on_budget,
@@ -48,17 +50,19 @@ class Session:
         pretrained: bool | None = None,
         base_model: str | None = None,
         task: str | None = None,
+        metrics: str = "compact",
         **tracker_options,
     ):
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string, got {prefix!r}")
+        self._metrics = _metric_set(metrics)
         taken = sorted(set(tracker_options) & set(RESERVED))
         if taken:
             raise TypeError(f"{', '.join(taken)}: set by the {framework} callback, not an option")
         check_options(**tracker_options)  # meters open at start(), with the stage's tracker
         self._framework = framework
         self._prefix = prefix
-        self._verbose = verbose
+        self._notes = _Notes(verbose)
         self._declared = {"pretrained": pretrained, "base_model": base_model, "task": task}
         self._tracker_options = tracker_options
         self._tracker: Tracker | None = None
@@ -71,7 +75,6 @@ class Session:
         self._reference: savings.Reference | None = None
         self._fit_state: dict | None = None
         self._resume = _Resume()
-        self._forecast_said = False
 
     # -- what adapters read ------------------------------------------------------------
 
@@ -159,20 +162,13 @@ class Session:
         tracker.start()
         self._tracker, self._stage, self._ranks = tracker, stage, tracker.ranks
         self._at_exit = weakref.finalize(self, _close_abandoned, tracker, stage_sum)
-        self._forecast_said = False
-        if resume_note and self.is_global_zero:
-            logger.warning(resume_note)
+        if resume_note:
+            say(resume_note)
         self._reference = None
         if stage == FIT:
             self._pretrained = run_info.get("pretrained")
             self._reference = _fit_reference(tracker, reduce)
-            if self._verbose and self.is_global_zero:
-                for note in (
-                    savings.scratch_hint(run_info, tracker.ledger),
-                    cleaner_region_note(tracker.site.grid),
-                ):
-                    if note:
-                        logger.info("carbonlog: %s", note)
+            self._notes.fit_begins(tracker)
 
     def epoch_end(self, framework_metrics: Mapping[str, object] | None = None) -> dict[str, float]:
         """Close the epoch's interval; the schema dict to log (empty when not measuring).
@@ -183,15 +179,11 @@ class Session:
         if self._tracker is None:
             return {}
         interval = self._tracker.mark(EPOCH, metrics=self.scalars(framework_metrics or {}))
-        if self._verbose and self.is_global_zero:
-            logger.info("carbonlog: %s", format_interval(interval))
-        if self._verbose and not self._forecast_said:
-            note = forecast_note(self._tracker)
-            self._forecast_said = note is not None
-            if note and self.is_global_zero:
-                logger.info(note)
+        self._notes.epoch_ends(self._tracker, interval)
         saved_kg = savings.saved_vs_scratch_kg(self._reference, interval.co2_kg_total)
-        return metrics.to_dict(interval, self._prefix, saved_vs_scratch_kg=saved_kg)
+        return metrics.to_dict(
+            interval, self._prefix, saved_vs_scratch_kg=saved_kg, keys=self._metrics
+        )
 
     def annotate_epoch(self, framework_metrics: Mapping[str, object]) -> None:
         """Metrics of the evaluation a framework runs after the epoch closed, for its record."""
@@ -201,22 +193,40 @@ class Session:
             tracker.annotate(epochs[-1], self.scalars(framework_metrics))
 
     def scalars(self, values: Mapping[str, object]) -> dict[str, float]:
-        """The framework's own scalar metrics as floats: numbers and one-element tensors
-        (duck-typed, no framework import); carbonlog's keys (the prefix in the name) left out."""
-        found = {}
-        for name, value in values.items():
-            if self._prefix in name or isinstance(value, bool):
-                continue
-            numel = getattr(value, "numel", None)
-            if isinstance(value, int | float) or (callable(numel) and numel() == 1):
-                found[name] = float(value)
-        return found
+        """The framework's own scalar metrics as floats (see `framework_scalars`)."""
+        return framework_scalars(values, self._prefix)
 
-    def step(self) -> dict[str, float]:
-        """Energy since the last step log, for step-level logging, under `<prefix>step/`."""
+    def step(self, summed: bool = False) -> dict[str, float]:
+        """Energy since the last step log, for step-level logging, under `<prefix>step/`.
+
+        This process's own reading unless `summed` (then one sum over processes: every
+        process must call it alike); the epoch's sum corrects it either way.
+        """
         if self._tracker is None:
             return {}
-        return metrics.to_dict(self._tracker.peek("step"), self._prefix, stage="step")
+        piece = self._tracker.peek("step", summed=summed)
+        return metrics.to_dict(piece, self._prefix, stage="step", keys=self._metrics)
+
+    def running_totals(self, now: bool = False) -> dict[str, float]:
+        """The stage's `<prefix>energy_kwh_total` and `<prefix>co2_kg_total`: as of the last
+        epoch edge (no counter read), or with `now` up to this moment, summed over processes
+        (a peek: every process must call it alike, and the next `step()` piece starts here).
+        Empty when not measuring."""
+        if self._tracker is None:
+            return {}
+        source = self._tracker.peek("step", summed=True) if now else self._tracker
+        return {
+            metrics.metric_key("energy_kwh_total", self._prefix): source.energy_kwh_total,
+            metrics.metric_key("co2_kg_total", self._prefix): source.co2_kg_total,
+        }
+
+    def provenance(self) -> dict[str, str | float]:
+        """The running stage's provenance under the prefix, for a logger's run metadata
+        (location, intensity with its source and year, PUE, which components are measured
+        and which estimated); empty when not measuring."""
+        if self._tracker is None:
+            return {}
+        return self._tracker.provenance(self._prefix)
 
     def end(self, status: str = "completed") -> dict[str, float]:
         """Stop the stage's tracker; its totals as a dict (training keys for fit, else staged)."""
@@ -230,10 +240,7 @@ class Session:
         if stage == FIT:
             self._fit_state = tracker.state_dict()
             self._fit_summary = summary
-        if self.is_global_zero:
-            logger.info(format_summary(summary, stage))
-            if stage == FIT and self._reference is not None and summary.intervals:
-                logger.info("carbonlog: %s", self._reference.statement(summary.co2_kg))
+        self._notes.stage_ends(summary, stage, self._reference if stage == FIT else None)
         if stage == FIT:
             saved_kg = savings.saved_vs_scratch_kg(self._reference, summary.co2_kg)
             return metrics.totals_dict(summary, self._prefix, saved_vs_scratch_kg=saved_kg)
@@ -245,8 +252,10 @@ class Session:
         for the last interval: the other processes may never join a sum now."""
         if self._tracker is None:
             return
-        if self.is_global_zero:
-            logger.info("carbonlog: the %s left unfinished is closed as interrupted", self._stage)
+        say(
+            f"carbonlog: the {self._stage} left unfinished is closed as interrupted",
+            level=logging.INFO,
+        )
         self._at_exit()  # stops the tracker alone; end() then finds it stopped
         self.end(INTERRUPTED)
 
@@ -290,6 +299,62 @@ class Session:
     def add_to_model_card(path: str | os.PathLike, co2: Mapping[str, object]) -> None:
         """Set `co2_eq_emissions` in the card's front matter at `path`, the rest kept."""
         model_card.add_co2_to_model_card(path, co2)
+
+
+class _Notes:
+    """What a session tells the user on the "carbonlog" logger, on global rank zero alone:
+    the notes as a fit begins, a line per epoch and the forecast, the summary at a stage's
+    end. `verbose=False` silences all of it; warnings are said elsewhere, whatever it is."""
+
+    def __init__(self, verbose: bool):
+        self.verbose = bool(verbose)
+        self._forecast_said = False
+
+    def fit_begins(self, tracker: Tracker) -> None:
+        self._forecast_said = False
+        if not self.verbose:
+            return
+        hint = savings.scratch_hint(tracker.run_info, tracker.ledger)
+        for note in (hint, cleaner_region_note(tracker.site.grid)):
+            if note:
+                say(f"carbonlog: {note}", level=logging.INFO)
+
+    def epoch_ends(self, tracker: Tracker, interval) -> None:
+        if not self.verbose:
+            return
+        say(f"carbonlog: {format_interval(interval)}", level=logging.INFO)
+        if not self._forecast_said:
+            note = forecast_note(tracker)
+            self._forecast_said = note is not None
+            if note:
+                say(note, level=logging.INFO)
+
+    def stage_ends(self, summary: Summary, stage: str, reference: savings.Reference | None) -> None:
+        if not self.verbose:
+            return
+        say(format_summary(summary, stage), level=logging.INFO)
+        if reference is not None and summary.intervals:
+            say(f"carbonlog: {reference.statement(summary.co2_kg)}", level=logging.INFO)
+
+
+def framework_scalars(values: Mapping[str, object], prefix: str) -> dict[str, float]:
+    """Numbers and one-element tensors (duck-typed, no framework import) as floats;
+    carbonlog's keys (`prefix` in the name) and booleans left out."""
+    found = {}
+    for name, value in values.items():
+        if prefix in name or isinstance(value, bool):
+            continue
+        numel = getattr(value, "numel", None)
+        if isinstance(value, int | float) or (callable(numel) and numel() == 1):
+            found[name] = float(value)
+    return found
+
+
+def _metric_set(name: object) -> str:
+    """The per-interval set's name, checked against carbonlog.metrics.METRIC_SETS."""
+    if not isinstance(name, str):
+        raise TypeError(f"metrics must be a string, one of {tuple(metrics.METRIC_SETS)}")
+    return metrics.check_metric_set(name)
 
 
 class _Resume:

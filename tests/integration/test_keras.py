@@ -22,7 +22,8 @@ import pytest  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
-from carbonlog.integrations.keras import EmissionsCallback, _reads_logs  # noqa: E402
+from carbonlog.integrations._keras_support import reads_logs  # noqa: E402
+from carbonlog.integrations.keras import EmissionsCallback  # noqa: E402
 from carbonlog.metrics import KEYS  # noqa: E402
 
 # Keras' torch backend converts tensors with np.array(copy=False): noise from numpy 2, not ours
@@ -37,6 +38,7 @@ OPTIONS = {
     "ledger": False,
     "verbose": False,
     "power_w": {"gpu": GPU_W, "cpu": CPU_W, "ram": RAM_W},
+    "metrics": "full",
 }
 CARBON_KEYS = [f"carbon/{name}" for name in KEYS] + ["carbon/forecast_co2_kg"]
 
@@ -111,7 +113,9 @@ def test_history_and_csv_logger_hold_every_key_every_epoch(tmp_path, data):
 def test_pue_and_intensity_are_arguments_as_in_the_other_adapters(data):
     x, y = data
     power_w = OPTIONS["power_w"]
-    callback = EmissionsCallback(None, 2.0, 80.0, ledger=False, verbose=False, power_w=power_w)
+    callback = EmissionsCallback(
+        None, 2.0, 80.0, ledger=False, verbose=False, power_w=power_w, metrics="full"
+    )
     h = tiny_model().fit(x, y, epochs=1, verbose=0, callbacks=[callback]).history
     components = sum(h[f"carbon/{name}_kwh"][0] for name in ("gpu", "cpu", "ram"))
     assert h["carbon/energy_kwh"][0] == pytest.approx(components * 2.0)
@@ -134,10 +138,10 @@ def test_warns_when_a_logger_is_listed_before_it(tmp_path, data, carbon_log):
 
 
 def test_reads_logs_knows_loggers_and_monitors():
-    assert _reads_logs(keras.callbacks.CSVLogger("x.csv"), "carbon/")
-    assert _reads_logs(keras.callbacks.EarlyStopping(monitor="carbon/co2_kg"), "carbon/")
-    assert not _reads_logs(keras.callbacks.EarlyStopping(monitor="val_loss"), "carbon/")
-    assert not _reads_logs(keras.callbacks.ProgbarLogger(), "carbon/")
+    assert reads_logs(keras.callbacks.CSVLogger("x.csv"), "carbon/")
+    assert reads_logs(keras.callbacks.EarlyStopping(monitor="carbon/co2_kg"), "carbon/")
+    assert not reads_logs(keras.callbacks.EarlyStopping(monitor="val_loss"), "carbon/")
+    assert not reads_logs(keras.callbacks.ProgbarLogger(), "carbon/")
 
 
 def test_resume_with_initial_epoch_continues_totals_from_the_sidecar(tmp_path, data):
@@ -305,7 +309,7 @@ WORKER = textwrap.dedent(
     model.compile(optimizer="sgd", loss="mse")
     callback = EmissionsCallback(
         intensity=50.0, ledger=False, verbose=False, state_path=sys.argv[2] + f".rank{rank}",
-        power_w={"cpu": 10.0, "ram": 1.0},
+        power_w={"cpu": 10.0, "ram": 1.0}, metrics="full",
     )
     # each epoch outlasts two 100 ms ticks of the fake NVML, so a counted GPU would show
     slow = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: time.sleep(0.25))

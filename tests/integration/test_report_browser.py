@@ -1,11 +1,14 @@
 """The HTML report in a real browser: headless Chromium opens it without a console message,
-decodes every embedded plot, runs nothing but the report's own script, and renders the plots.
+decodes every embedded plot, runs nothing but the report's own script, renders the plots, and
+lays the page out within the window at 1280 px and at a phone's 390 px.
 
 Needs a Chromium binary (Debian: apt-get install -y chromium); skipped when there is none.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -29,6 +32,9 @@ pytestmark = pytest.mark.skipif(
 )
 INJECTED = '<b id="injected">x</b><script>document.title="pwned"</script>'
 WIDTH, HEIGHT = 1200, 1600
+DESKTOP, PHONE = 1280, 390
+EVAL_METRICS = ("eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
+EVAL_METRICS += ("train_loss",)
 
 
 def record_run(ledger: Path, name: str, accuracies) -> int:
@@ -41,7 +47,8 @@ def record_run(ledger: Path, name: str, accuracies) -> int:
     ).start()
     for accuracy in accuracies:
         time.sleep(0.01)
-        tracker.mark("epoch", metrics={"val_accuracy": accuracy})
+        metrics = {"val_accuracy": accuracy, **{k: 1234.5678 * accuracy for k in EVAL_METRICS}}
+        tracker.mark("epoch", metrics=metrics)  # the columns of a Trainer's evaluation
     return tracker.stop().run_id
 
 
@@ -57,7 +64,9 @@ def report(tmp_path_factory) -> Path:
     return files.html
 
 
-def chromium(page: Path, profile: Path, *mode: str) -> subprocess.CompletedProcess:
+def chromium(
+    page: Path, profile: Path, *mode: str, size: tuple[int, int] = (WIDTH, HEIGHT)
+) -> subprocess.CompletedProcess:
     """Headless Chromium on `page`, console messages logged to stderr."""
     return subprocess.run(
         [
@@ -72,7 +81,7 @@ def chromium(page: Path, profile: Path, *mode: str) -> subprocess.CompletedProce
             "--enable-logging=stderr",
             "--v=0",
             f"--user-data-dir={profile}",
-            f"--window-size={WIDTH},{HEIGHT}",
+            f"--window-size={size[0]},{size[1]}",
             *mode,
             page.as_uri(),
         ],
@@ -108,3 +117,34 @@ def test_screenshot_shows_the_plots(report, tmp_path):
     gpu = tuple(int(COLORS["gpu"][i : i + 2], 16) / 255 for i in (1, 3, 5))
     near_gpu = (abs(pixels - gpu) < 0.02).all(axis=2)
     assert near_gpu.sum() > 5000  # the GPU bars of the first plot are on screen
+
+
+def layout_at(report: Path, width: int, tmp_path: Path) -> dict[str, str]:
+    """What the report's script records of its layout in a window `width` px wide: a frame of
+    that width in a page of its own (headless Chromium keeps its windows 500 px wide or more);
+    the file:// frame is readable by its parent with --allow-file-access-from-files."""
+    frame = tmp_path / f"at-{width}.html"
+    frame.write_text(
+        f'<!DOCTYPE html><body style="margin:0"><iframe src="{html.escape(report.as_uri())}" '
+        f'style="width:{width}px;height:{HEIGHT}px;border:0"></iframe><script>'
+        'document.querySelector("iframe").addEventListener("load",()=>{document.body.dataset'
+        ".seen=JSON.stringify(frames[0].document.body.dataset)})</script></body>",
+        encoding="utf-8",
+    )
+    size = (max(width, 500) + 40, HEIGHT + 100)
+    done = chromium(
+        frame, tmp_path / "profile", "--allow-file-access-from-files", "--dump-dom", size=size
+    )
+    assert done.returncode == 0, done.stderr
+    seen = re.search(r'data-seen="([^"]*)"', done.stdout)
+    assert seen, done.stdout[-2000:]
+    return json.loads(html.unescape(seen.group(1)))
+
+
+@pytest.mark.parametrize("width", [DESKTOP, PHONE])
+def test_the_page_fits_the_window_at_desktop_and_phone_width(report, tmp_path, width):
+    layout = layout_at(report, width, tmp_path)
+    assert int(layout["windowWidth"]) == width
+    assert int(layout["pageWidth"]) <= width, layout  # nothing scrolls the page sideways
+    if width == DESKTOP:  # the tables fit too, the interval table's metric columns included
+        assert layout["tablesScrolled"] == "0", layout

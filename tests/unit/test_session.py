@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from types import SimpleNamespace
 
 import pytest
 
 import carbonlog
+from carbonlog import metrics
 from carbonlog.distributed import Ranks
 from carbonlog.integrations._common import (
     cuda_devices,
@@ -231,3 +233,92 @@ def test_the_sum_over_processes_is_one_float64_tensor():
 
     assert torch_sum("cpu", collective)([1.0, 2.5]) == [2.0, 5.0]
     assert seen == [torch.float64]
+
+
+# -- what is published, and what is said --------------------------------------------------
+
+
+def test_the_compact_set_by_default_the_full_schema_on_request():
+    compact = Session("test", verbose=False, ledger=False, **OPTIONS)
+    full = Session("test", verbose=False, ledger=False, metrics="full", **OPTIONS)
+    for session in (compact, full):
+        session.begin("fit", planned_epochs=4)
+    values = [session.epoch_end() for session in (compact, full)]
+    steps = [session.step() for session in (compact, full)]
+    for session in (compact, full):
+        session.end()
+    assert set(values[0]) == {f"carbon/{k}" for k in metrics.COMPACT_KEYS}
+    known = (*metrics.KEYS, "forecast_co2_kg", "forecast_energy_kwh")  # no scratch reference
+    assert set(values[1]) == {f"carbon/{k}" for k in known}
+    assert set(steps[0]) == {f"carbon/step/{k}" for k in metrics.COMPACT_KEYS}
+    assert "carbon/step/gpu_kwh" in steps[1]
+    with pytest.raises(ValueError, match="metrics must be one of"):
+        Session("test", metrics="compactest", **OPTIONS)
+    with pytest.raises(TypeError, match="metrics must be a string"):
+        Session("test", metrics=["energy_kwh"], **OPTIONS)
+
+
+def test_the_provenance_of_the_running_stage():
+    session = Session("test", verbose=False, ledger=False, prefix="co2/", **OPTIONS)
+    assert session.provenance() == {}
+    session.begin("fit")
+    assert session.provenance() == {
+        "co2/location": "USER",
+        "co2/intensity_g_per_kwh": 100.0,
+        "co2/intensity_source": "user",
+        "co2/pue": 1.0,
+        "co2/measured": "none",
+        "co2/estimated": "gpu,cpu,ram",
+    }
+    session.end()
+    assert session.provenance() == {}
+
+
+def test_running_totals_at_the_last_edge_or_summed_now():
+    session = Session("test", verbose=False, ledger=False, **OPTIONS)
+    assert session.running_totals() == {}
+    sums = []
+
+    def reduce(values):
+        sums.append(len(values))
+        return values
+
+    session.begin("fit", ranks=Ranks(rank=0, local_rank=0, world_size=2), reduce=reduce)
+    assert session.running_totals() == {"carbon/energy_kwh_total": 0.0, "carbon/co2_kg_total": 0.0}
+    time.sleep(0.01)
+    now = session.running_totals(now=True)
+    assert sums == [6] and now["carbon/energy_kwh_total"] > 0  # one summed peek, no edge
+    epoch = session.epoch_end()
+    assert session.running_totals() == {k: epoch[k] for k in now}
+    assert epoch["carbon/energy_kwh_total"] > now["carbon/energy_kwh_total"]
+    session.step()  # this process's own piece: no sum
+    session.step(summed=True)
+    assert sums == [6, 13, 6]
+    session.end()
+
+
+def test_verbose_false_says_nothing_and_notes_come_from_global_rank_zero_alone(carbon_log):
+    quiet = Session("test", verbose=False, ledger=False, location="gcp:us-central1",
+                    power_w=OPTIONS["power_w"])  # fmt: skip
+    quiet.begin("fit", planned_epochs=3)
+    quiet.epoch_end()
+    quiet.epoch_end()
+    quiet.end()
+    assert not carbon_log
+
+    def chatty(rank: int) -> list[str]:
+        carbon_log.clear()
+        session = Session("test", ledger=False, location="gcp:us-central1",
+                          power_w=OPTIONS["power_w"])  # fmt: skip
+        ranks = Ranks(rank=rank, local_rank=rank, world_size=2)
+        session.begin("fit", ranks=ranks, reduce=lambda values: values, planned_epochs=3)
+        session.epoch_end()
+        session.epoch_end()
+        session.end()
+        return [r.getMessage() for r in carbon_log if r.levelno >= logging.INFO]
+
+    said = chatty(0)
+    assert any("would emit" in m for m in said)  # the cleaner region, as the fit begins
+    assert any("this run will use about" in m for m in said)  # the forecast
+    assert any(m.startswith("carbonlog: fit used") for m in said)  # the summary
+    assert chatty(1) == []
