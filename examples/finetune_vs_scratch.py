@@ -149,7 +149,7 @@ def main() -> None:
                 base_model=BASE_MODEL,
                 task=TASK,
                 run_name="finetune",
-                verbose=False,
+                verbose=True,  # its end-of-fit line says what the pretrained model saved
             ),
             data,
             epochs,

@@ -81,7 +81,8 @@ def main() -> None:
             f"{h['carbon/power_w'][epoch]:.1f}",
         )
         print(" ".join(f"{value:>12}" for value in row))
-    print(f"intensity {h['carbon/intensity_g_per_kwh'][-1]:.0f} g CO2e/kWh ({args.location})")
+    site = carbon.summary.site
+    print(f"intensity {site['g_per_kwh']:.0f} g CO2e/kWh ({site['location']}, {site['source']})")
 
     model.evaluate(x, y, verbose=0, callbacks=[carbon])
     model.predict(x, verbose=0, callbacks=[carbon])

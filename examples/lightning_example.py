@@ -65,8 +65,8 @@ class PrintEnergy(Callback):
         print(
             f"epoch {trainer.current_epoch}: {float(m['carbon/energy_kwh']):.3g} kWh, "
             f"{float(m['carbon/co2_kg']) * 1000:.3g} g CO2 "
-            f"(running total {float(m['carbon/co2_kg_total']) * 1000:.3g} g) in "
-            f"{float(m['carbon/duration_s']):.2f} s at {float(m['carbon/power_w']):.0f} W; "
+            f"(running total {float(m['carbon/co2_kg_total']) * 1000:.3g} g) "
+            f"at {float(m['carbon/power_w']):.0f} W; "
             f"val_accuracy {float(m['val_accuracy']):.2f}"
         )
 
