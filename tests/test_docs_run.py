@@ -132,7 +132,10 @@ TRANSFORMERS = piece(
     "globals().update(tiny.transformers_names())  # tiny BERT, 1 epoch on the CPU, 16 + 8 rows\n"
     "from transformers import Trainer\n",
 )
-KERAS = piece("keras model x y", "globals().update(tiny.keras_names())  # compiled Sequential\n")
+KERAS = piece(
+    "keras model x y x_test y_test",
+    "globals().update(tiny.keras_names())  # compiled Sequential\nx_test, y_test = x, y\n",
+)
 
 
 def callback_of(framework: str) -> Piece:

@@ -188,6 +188,7 @@ def test_provenance_reaches_wandb_config(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb.teardown()  # settings an earlier run in this process left (Lightning's logger)
     callback = EmissionsCallback(**OPTIONS)
     try:
         train(tmp_path / "out", callback, report_to=["wandb"], save_strategy="no")
@@ -201,11 +202,12 @@ def test_provenance_reaches_wandb_config(tmp_path, monkeypatch):
 
 
 def test_provenance_reaches_mlflow_params(tmp_path, monkeypatch):
-    pytest.importorskip("mlflow")
+    mlflow = pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     store = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    mlflow.set_tracking_uri(store)  # over one an earlier logger (Lightning's) set in-process
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     callback = EmissionsCallback(**OPTIONS)
     train(tmp_path / "out", callback, report_to=["mlflow"], save_strategy="no")
