@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from carbonlog.ledger import Ledger, RunRecord
 
 OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+MOST_NAMED = 12
+"""Metric names an error lists of each run; the rest are counted."""
 PREFERRED_METRICS = (
     "val_accuracy",
     "val_acc",
@@ -157,9 +159,39 @@ def _final(run: RunRecord, metric: str | None) -> float | None:
     return values[-1] if values else None
 
 
+def _logged(run: RunRecord) -> set[str]:
+    """The names of the metrics a run reported."""
+    return {k for i in run.intervals for k in i.metrics}
+
+
+def _names(names: set[str]) -> str:
+    """`eval_accuracy, eval_loss`, at most MOST_NAMED of them; `no metric` for none."""
+    shown = sorted(names)[:MOST_NAMED]
+    more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+    return ", ".join(shown) + more if shown else "no metric"
+
+
+def _check_logged(metric: str, a: RunRecord, b: RunRecord) -> None:
+    """A ConfigurationError when neither run reported `metric`, naming those they did."""
+    import difflib  # lazily: only a refused metric needs it
+
+    logged = (_logged(a), _logged(b))
+    if metric in logged[0] | logged[1]:
+        return
+    if logged[0] == logged[1]:
+        have = f"both logged {_names(logged[0])}"
+    else:
+        have = "; ".join(
+            f"{r.label} logged {_names(n)}" for r, n in zip((a, b), logged, strict=True)
+        )
+    close = difflib.get_close_matches(metric, sorted(logged[0] | logged[1]), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigurationError(f"no such metric: neither run logged {metric!r} ({have}){hint}")
+
+
 def _default_metric(*runs: RunRecord) -> str | None:
     """A metric both runs reported, accuracy first, then loss, else the first alphabetically."""
-    common = set.intersection(*({k for i in run.intervals for k in i.metrics} for run in runs))
+    common = set.intersection(*(_logged(run) for run in runs))
     preferred = [name for name in PREFERRED_METRICS if name in common]
     return (preferred or sorted(common) or [None])[0]
 
@@ -181,7 +213,8 @@ def compare(
     """Compare two runs (by id or name) of the ledger (default: the user's ledger).
 
     `target` ("val_accuracy>=0.9") adds the energy and CO2 each run took to reach it and
-    sets the metric shown; otherwise `metric`, else one both runs reported.
+    sets the metric shown; otherwise `metric`, else one both runs reported. A target or metric
+    that neither run reported is a ConfigurationError that names the metrics they did.
     """
     from carbonlog.ledger import Ledger
 
@@ -192,5 +225,9 @@ def compare(
     finally:
         if store is not ledger:
             store.close()
-    shown = parsed.metric if parsed is not None else (metric or _default_metric(a, b))
+    shown = parsed.metric if parsed is not None else metric
+    if shown is None:
+        shown = _default_metric(a, b)
+    else:
+        _check_logged(shown, a, b)
     return Comparison(Side.of(a, shown, parsed), Side.of(b, shown, parsed), shown, parsed)

@@ -2,7 +2,8 @@
 
 Each figure names its source and the year it describes, so a report can cite it. They are
 orders of magnitude for a reader, not accounting factors: the car figure is the EU fleet
-of new cars, the flight a single published trip, the tree a mean urban tree.
+of new cars, the flight a single published trip, the tree a mean urban tree. An equivalent is
+shown only from MEANINGFUL units up ("0.000000045 flights" pictures nothing).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 
 from carbonlog.errors import ConfigurationError
 from carbonlog.units import G_PER_KG
+
+MEANINGFUL = 0.01
+"""The fewest units of an equivalent worth showing: 1 % of one (0.01 km, 0.01 flights)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class Equivalent:
     def amount(self, kg: float) -> float:
         """How many units `kg` CO2 is."""
         return kg / self.kg_per_unit
+
+    def means_something(self, kg: float) -> bool:
+        """Whether `kg` CO2 is at least MEANINGFUL units of this equivalent."""
+        return abs(self.amount(kg)) >= MEANINGFUL
 
     def describe(self, kg: float) -> str:
         """`kg` CO2 in words: "like driving 19 km in an average new car"."""
@@ -121,6 +129,12 @@ def describe_tangible(kg: float) -> str | None:
     return None
 
 
+def meaningful(kg: float) -> list[Equivalent]:
+    """The equivalents of which `kg` CO2 is at least MEANINGFUL units, in the order of
+    EQUIVALENTS; none for a mass too small to picture."""
+    return [e for e in EQUIVALENTS if e.means_something(kg)]
+
+
 def describe_all(kg: float) -> list[str]:
-    """Every equivalent in words, in the order of EQUIVALENTS."""
-    return [e.describe(kg) for e in EQUIVALENTS]
+    """The meaningful equivalents of `kg` CO2 in words, in the order of EQUIVALENTS."""
+    return [e.describe(kg) for e in meaningful(kg)]

@@ -37,7 +37,7 @@ EVAL_METRICS = ("eval_loss", "eval_runtime", "eval_samples_per_second", "eval_st
 EVAL_METRICS += ("train_loss",)
 
 
-def record_run(ledger: Path, name: str, accuracies) -> int:
+def record_run(ledger: Path, name: str, accuracies, sleep_s: float = 0.01) -> int:
     tracker = Tracker(
         location="FR",
         power_w={"gpu": 100.0, "cpu": 10.0, "ram": 1.0},
@@ -46,7 +46,7 @@ def record_run(ledger: Path, name: str, accuracies) -> int:
         run_info={"framework": "torch", "task": "sst2", "model": INJECTED},
     ).start()
     for accuracy in accuracies:
-        time.sleep(0.01)
+        time.sleep(sleep_s)
         metrics = {"val_accuracy": accuracy, **{k: 1234.5678 * accuracy for k in EVAL_METRICS}}
         tracker.mark("epoch", metrics=metrics)  # the columns of a Trainer's evaluation
     return tracker.stop().run_id
@@ -62,6 +62,15 @@ def report(tmp_path_factory) -> Path:
         comparison = compare(a, b, target="val_accuracy>=0.9", ledger=ledger)
         files = write_report(ledger.run(a), folder / "out", ledger.run(b), comparison)
     return files.html
+
+
+@pytest.fixture(scope="module")
+def long_report(tmp_path_factory) -> Path:
+    """A run of more interval rows than the page lists: label totals, first and last rows."""
+    folder = tmp_path_factory.mktemp("long")
+    run_id = record_run(folder / "ledger.sqlite3", "long", [0.5] * 150, sleep_s=0.0)
+    with Ledger(folder / "ledger.sqlite3") as ledger:
+        return write_report(ledger.run(run_id), folder / "out").html
 
 
 def chromium(
@@ -142,8 +151,9 @@ def layout_at(report: Path, width: int, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("width", [DESKTOP, PHONE])
-def test_the_page_fits_the_window_at_desktop_and_phone_width(report, tmp_path, width):
-    layout = layout_at(report, width, tmp_path)
+@pytest.mark.parametrize("which", ["report", "long_report"])
+def test_the_page_fits_the_window_at_desktop_and_phone_width(request, tmp_path, which, width):
+    layout = layout_at(request.getfixturevalue(which), width, tmp_path)
     assert int(layout["windowWidth"]) == width
     assert int(layout["pageWidth"]) <= width, layout  # nothing scrolls the page sideways
     if width == DESKTOP:  # the tables fit too, the interval table's metric columns included

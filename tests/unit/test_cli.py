@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -161,7 +162,7 @@ def test_statement_has_the_measured_figures(ledger_home):
     )
     assert "Ember" in markdown  # the intensity's source
     assert "(Lacoste et al. 2019)" not in markdown and "[Lacoste et al. 2019](" in markdown
-    assert "constant wattage (GPU)" in markdown
+    assert "Energy was estimated for the GPU (a constant 100 W, as given)" in markdown
     latex = ok("statement", "1", "--format", "latex", "--bibtex", home=home)
     assert "kgCO$_2$eq" in latex and "\\cite{lacoste2019quantifying}" in latex
     assert "@article{lacoste2019quantifying," in latex
@@ -295,3 +296,30 @@ def test_only_carbonlogs_own_errors_become_a_one_line_message(monkeypatch, capsy
     monkeypatch.setattr(commands, "regions", raising(ValueError("a bug")))
     with pytest.raises(ValueError, match="a bug"):
         cli.main(["regions"])
+
+
+def test_estimate_says_which_row_a_family_name_resolved_to(tmp_path):
+    out = ok("estimate", "--hardware", "A100", "--hours", "1", "--location", "FR", home=tmp_path)
+    facts = out.split("statement:")[0]
+    assert "hardware   1 x A100 SXM4 80 GB (TDP 400 W)" in facts
+    matched = " ".join(facts.split("matched", 1)[1].split("time", 1)[0].split())
+    assert matched == (
+        "'A100' is the A100 SXM4 80 GB row; the table also has A100 PCIe 40 GB (250 W), "
+        "A100 PCIe 80 GB (300 W), A100 SXM4 40 GB (400 W)"
+    )
+    assert "energy     400 Wh at the facility" in facts  # not 0.4 kWh beside grams
+    exact = ok("estimate", "--hardware", "A100 SXM4 80GB", "--hours", "1", home=tmp_path)
+    assert "matched" not in exact
+    ambiguous = carbonlog_cli("estimate", "--hardware", "A100 80GB", "--hours", "1", home=tmp_path)
+    assert ambiguous.returncode == 2
+    assert "ambiguous hardware 'A100 80GB'; did you mean one of: " in ambiguous.stderr
+
+
+def test_tables_and_facts_show_one_unit_per_quantity_and_no_exponent(ledger_home):
+    home, _ = ledger_home
+    for args in (("runs",), ("runs", "show", "1"), ("compare", "1", "2"), ("runs", "--by", "task")):
+        out = ok(*args, home=home).replace(" g CO2e/kWh", "")  # an intensity, not a mass
+        assert not re.search(r"\d[eE][-+]?\d", out), out
+        energy = set(re.findall(r"(?<![\w/])[µmkMG]?Wh(?![\w/])", out))
+        mass = set(re.findall(r"(?:CO2|\d|completed) ([µm]?g|kg|k?t)\b(?!/)", out))
+        assert len(energy) == 1 and len(mass) == 1, out

@@ -95,7 +95,6 @@ def test_compare_with_a_target_gives_energy_and_co2_to_reach_it(ledger):
         ("val_loss <= 0.08", (4, 2), "with 8x less CO2"),
         ("val_accuracy > 0.93", (None, 2), "only run 2 (finetune) reached val_accuracy>0.93"),
         ("val_accuracy>=0.99", (None, None), "neither run reached val_accuracy>=0.99"),
-        ("f1>=0.5", (None, None), "neither run reached f1>=0.5"),
     ],
 )
 def test_targets_below_above_and_out_of_reach(ledger, target, reached, verdict):
@@ -173,3 +172,38 @@ def test_a_target_that_no_run_can_reach_is_refused(text):
 
     with pytest.raises(ValueError, match="bad target"):
         Target.parse(text)
+
+
+def test_a_target_or_metric_that_neither_run_logged_is_no_such_metric(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        record_run(ledger, "hf", [KWH_J], [{"eval_accuracy": 0.91, "eval_loss": 0.2}])
+        record_run(ledger, "hf2", [KWH_J], [{"eval_accuracy": 0.95, "eval_loss": 0.1}])
+        record_run(ledger, "other", [KWH_J], [{"bleu": 20.0}])
+        with pytest.raises(ValueError) as refused:
+            compare("hf", "hf2", target="val_accuracy>=0.9", ledger=ledger)
+        message = str(refused.value)
+        assert message.startswith("no such metric: neither run logged 'val_accuracy'")
+        assert "(both logged eval_accuracy, eval_loss); did you mean 'eval_accuracy'?" in message
+        with pytest.raises(ValueError, match=r"run 1 \(hf\) logged eval_accuracy, eval_loss; "):
+            compare("hf", "other", metric="f1", ledger=ledger)
+        half = compare("hf", "other", target="eval_accuracy>=0.9", ledger=ledger)
+    assert half.verdict() == (
+        "only run 1 (hf) reached eval_accuracy>=0.9; run 3 (other) never logged eval_accuracy"
+    )
+
+
+def test_a_run_compared_with_itself_or_with_equal_figures_says_so(ledger):
+    itself = compare(1, "scratch", target="val_accuracy>=0.9", ledger=ledger)
+    assert itself.verdict() == "run 1 (scratch) is compared with itself"
+    assert "x less" not in itself.table()
+    record_run(ledger, "again", [KWH_J] * 4, [{"val_accuracy": 0.9}] * 4)
+    same = compare("scratch", "again", ledger=ledger)
+    assert same.verdict() == ("run 1 (scratch) and run 3 (again) ran with the same CO2, 400 g each")
+    equal = compare("scratch", "again", target="val_accuracy>=0.5", ledger=ledger)
+    assert equal.verdict() == (
+        "run 1 (scratch) and run 3 (again) reached val_accuracy>=0.5 with the same CO2, 100 g each"
+    )
+    faster = compare("scratch", "again", target="val_accuracy>=0.7", ledger=ledger)
+    assert faster.verdict() == (
+        "run 3 (again) reached val_accuracy>=0.7 with 2x less CO2 than run 1 (scratch)"
+    )

@@ -349,7 +349,7 @@ def test_a_version_2_ledger_is_migrated_on_open(tmp_path):
     assert still_open.status == "running"  # its namespace is unknown: never closed wrongly
     with sqlite3.connect(path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
-    assert columns[-3:] == ["pid_ns", "boot_id", "launch"]
+    assert columns[-4:] == ["pid_ns", "boot_id", "launch", "fit_run_id"]
 
 
 def test_a_migrated_ledger_has_the_schema_of_a_new_one(tmp_path):

@@ -21,7 +21,7 @@ from carbonlog.ledger import Ledger
 from carbonlog.report import html, plots, statement, write_report
 from carbonlog.report.rows import interval_rows
 from carbonlog.report.statement import hardware_phrase, latex_escape, measured_with
-from carbonlog.report.text import summary_table, table
+from carbonlog.report.text import table
 from carbonlog.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_statement_reuses_the_calculators_wording_with_measured_figures(runs):
     assert "carbon efficiency of 0.43 kgCO₂eq/kWh (Google Cloud region carbon data 2023" in measured
     assert "a power usage effectiveness of 1.11" in measured
     assert "100 percents were directly offset by the cloud provider" in measured
-    assert "constant wattage (GPU)" in measured
+    assert "Energy was estimated for the GPU (a constant 100 W, as given), the CPU" in measured
     assert "[Lacoste et al. 2019](https://arxiv.org/abs/1910.09700)" in measured
 
 
@@ -195,7 +195,7 @@ def test_both_latex_statements_compile(runs, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:]
 
 
-def test_hardware_and_measuring_method_in_words():
+def test_hardware_and_what_was_measured_and_what_estimated_in_words():
     hardware = {
         "gpu": [{"name": "NVIDIA A100-SXM4-80GB", "method": "counter"}] * 2,
         "cpu": [{"name": "AMD EPYC 7763", "method": "rapl"}],
@@ -203,10 +203,34 @@ def test_hardware_and_measuring_method_in_words():
     }
     assert hardware_phrase(hardware) == "2 x NVIDIA A100-SXM4-80GB GPUs and AMD EPYC 7763 CPU"
     assert measured_with(hardware, {"ram"}) == (
-        "the NVML total-energy counter (GPU), RAPL energy counters (CPU), a W per GiB model (RAM)"
+        "Energy was measured for the GPU (the NVML total-energy counter) and the CPU (RAPL "
+        "energy counters) and estimated for the RAM (a W per GiB model)"
     )
-    assert "(GPU; estimated in part)" in measured_with(hardware, {"gpu"})
+    assert "GPU (the NVML total-energy counter; estimated in part, after a fault)" in (
+        measured_with(hardware, {"gpu"})
+    )
+    laptop = {
+        "cpu": [{"name": "Intel", "method": "model: TDP x load", "tdp_w": 28.0}],
+        "ram": [{"name": "RAM (process)", "method": "model: W per GiB"}],
+    }
+    assert measured_with(laptop, {"cpu", "ram"}) == (
+        "Energy was estimated for the CPU (a TDP x load model, TDP 28 W) and the RAM (a W per "
+        "GiB model); no counter measured any of it"
+    )
+    sampled = {"gpu": [{"name": "T4", "method": "sampled instant power"}]}
+    assert measured_with(sampled, set()) == "Energy was measured for the GPU (NVML power samples)"
     assert hardware_phrase({"gpu": [], "cpu": []}) == "unmeasured hardware"
+    assert measured_with({"gpu": [], "cpu": []}, set()) == "No device's energy was recorded"
+
+
+def test_a_statement_says_which_stage_ran_and_never_uses_exponent_form(runs):
+    _, run, _ = runs
+    tiny = dataclasses.replace(run, stage="test")
+    text = statement(tiny)
+    assert "Testing ran for " in text and "Training ran" not in text
+    assert not re.search(r"\d[eE][-+]?\d", text), text  # a run of micrograms in decimals
+    assert "Training ran for " in statement(dataclasses.replace(run, stage="fit"))
+    assert "The calibrate stage ran for " in statement(dataclasses.replace(run, stage="calibrate"))
 
 
 # -- tables -----------------------------------------------------------------------------
@@ -236,16 +260,6 @@ def test_the_table_renderer_aligns_cuts_and_rules():
     assert table(("", "x"), [("k", "v")], rule=False) == "   x\nk  v"
 
 
-def test_a_summary_reads_as_a_table_of_intervals_and_a_total():
-    tracker = Tracker(intensity=100.0, power_w={"cpu": 10.0}, gpus=None, ledger=False).start()
-    time.sleep(0.01)
-    tracker.mark("epoch")
-    lines = summary_table(tracker.stop()).splitlines()
-    assert lines[0].split() == ["interval", "seconds", "kWh", "g", "CO2", "W", "estimated"]
-    assert [line.split()[0] for line in lines[2:]] == ["epoch", "end", "total", "(device"]
-    assert lines[-1].endswith("kWh before PUE)")
-
-
 # -- plots -------------------------------------------------------------------------------
 
 
@@ -270,11 +284,6 @@ def test_plots_are_pngs_of_the_run(runs, tmp_path):
 
 
 def test_plot_helpers():
-    assert plots.mass_unit(2500.0) == (1e-3, "t")
-    assert plots.mass_unit(3.0) == (1.0, "kg")
-    assert plots.mass_unit(0.02) == (1e3, "g")
-    assert plots.mass_unit(1e-6) == (1e6, "mg")
-    assert plots.energy_unit(0.5) == (1e3, "Wh")
     assert plots.literal("a $x$ b") == r"a \$x\$ b"
 
 
@@ -309,7 +318,7 @@ def test_report_escapes_every_user_string(runs, tmp_path):
     assert "alert(" in page  # the hostile strings are there, as text
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>loss" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
-    assert "&lt;b&gt;loss&lt;/b&gt;" in page  # a metric name, as a table header
+    assert "&lt;b&gt;loss&lt;/<wbr>b&gt;" in page  # a metric name, as a table header
     assert page.count("<script>") == 1 and f"<script>{html.SCRIPT}</script>" in page
     assert page.count('src="data:image/png;base64,') == 3
     assert set(files.plots) == {"energy", "cumulative", "compare"}
@@ -329,3 +338,98 @@ def test_a_run_without_intervals_has_nothing_to_report(runs, tmp_path):
     _, run, _ = runs
     with pytest.raises(ValueError, match="no recorded interval"):
         write_report(dataclasses.replace(run, intervals=[]), tmp_path)
+
+
+# -- figures a person reads --------------------------------------------------------------
+
+ENERGY_SYMBOL = re.compile(r"(?<![\w/])[µmkMG]?Wh(?![\w/])")
+
+
+def page_text(page: str) -> str:
+    """The page's text a reader compares figures in: the statements (the paper's fixed units)
+    and the citations of the equivalents' factors left out, intensities (g CO2e/kWh) too."""
+    page = re.sub(
+        r"<pre>.*?</pre>|<ol class=\"small\">.*?</ol>|<style>.*?</style>", "", page, flags=re.S
+    )
+    page = re.sub(r"<[^>]+>", " ", page, flags=re.S)
+    return re.sub(r"g CO2e/kWh|g/kWh", "", page)
+
+
+def test_a_page_shows_every_energy_in_one_unit_and_every_mass_in_one(runs):
+    path, run, other = runs
+    with Ledger(path) as ledger:
+        comparison = compare(run.id, other.id, target="val_accuracy>=0.9", ledger=ledger)
+    units = html.page_units(run, comparison)
+    for kg in (run.co2_kg, 0.3, 2.0):  # micrograms, and enough for everyday equivalents
+        scaled = dataclasses.replace(run, co2_kg=kg)
+        text = page_text(html.render(scaled, [], {"markdown": statement(run)}, comparison))
+        assert set(ENERGY_SYMBOL.findall(text)) == {units.energy.symbol}, text
+        masses = set(re.findall(r"\d ([µm]?g|kg|k?t) CO2\b|CO2 ([µm]?g|kg|k?t)\b", text))
+        shown = {m for pair in masses for m in pair if m}
+        assert shown == {html.page_units(scaled, comparison).mass.symbol}, text
+        assert not re.search(r"\d[eE][-+]?\d", text), text
+
+
+def test_equivalents_are_shown_only_where_they_picture_something(runs):
+    _, run, _ = runs
+    tiny = html.render(run, [], {})  # micrograms of CO2
+    assert "too little for an everyday equivalent: under 1% of one smartphone charge" in tiny
+    assert "Paris-London" not in tiny.split("<h2>Run</h2>")[0]
+    some = html.render(dataclasses.replace(run, co2_kg=0.3), [], {})
+    section = some.split("<h2>Equivalents</h2>")[1].split("<h2>Run</h2>")[0]
+    assert "like driving 2.8 km" in section and "smartphone 36 times" in section
+    assert "Paris-London" not in section  # 0.006 flights pictures nothing
+    assert section.count("<sup>") == 3 and section.count("</li>") == 6  # 3 items, 3 notes
+
+
+def no_epoch_run(path: Path, stage: str):
+    """A standalone stage: the tracker started and stopped, one closing interval."""
+    tracker = Tracker(
+        location="FR",
+        power_w=WATTS,
+        ledger=str(path),
+        run_name="bert",
+        run_info={"framework": "lightning", "stage": stage},
+    ).start()
+    time.sleep(0.01)
+    run_id = tracker.stop().run_id
+    with Ledger(path) as store:
+        return store.run(run_id)
+
+
+@pytest.mark.parametrize("stage", ["validate", "fit"])
+def test_a_run_of_no_epoch_says_its_stage_and_its_one_interval(tmp_path, stage):
+    run = no_epoch_run(tmp_path / "ledger.sqlite3", stage)
+    assert interval_rows(run.intervals, run.stage)[0].name == stage
+    page = html.render(run, [], {})
+    cards = page.split('<div class="cards">')[1].split("</div></div>\n")[0]
+    assert "epochs" not in cards and ">0<" not in cards
+    assert f'<div class="value">{stage}</div><div class="name">stage: 1 interval, no epoch' in cards
+    table = page.split("<h2>Intervals</h2>")[1]
+    assert f"<tr><td>{stage}</td>" in table and "<td>end</td>" not in table
+    assert f"lightning, {stage}, " in page  # the subtitle
+
+
+@needs_matplotlib
+def test_the_plots_label_their_axes_in_the_pages_units(runs, tmp_path, monkeypatch):
+    path, run, other = runs
+    with Ledger(path) as ledger:
+        comparison = compare(run.id, other.id, target="val_accuracy>=0.9", ledger=ledger)
+    labels, save = [], plots._save
+
+    def keep_labels(figure, where):
+        labels.extend(label for ax in figure.axes for label in (ax.get_xlabel(), ax.get_ylabel()))
+        labels.extend(ax.get_xticklabels()[0].get_text() for ax in figure.axes[1:2])
+        return save(figure, where)
+
+    monkeypatch.setattr(plots, "_save", keep_labels)
+    write_report(run, tmp_path / "out", other=other, comparison=comparison)
+    units = html.page_units(run, comparison)
+    assert f"energy ({units.energy.symbol})" in labels and f"CO2 ({units.mass.symbol})" in labels
+    assert f"cumulative CO2 ({units.mass.symbol})" in labels  # the cumulative and compare plots
+    assert labels.count(f"cumulative CO2 ({units.mass.symbol})") == 2
+    assert not [label for label in labels if re.search(r"\((J|kWh|g)\)", label)]
+    validate = no_epoch_run(tmp_path / "other.sqlite3", "validate")
+    labels.clear()
+    plots.energy_by_component(validate, tmp_path / "v.png")
+    assert "validate: no epoch" in labels and "validate" in labels  # the bar's own label

@@ -15,20 +15,22 @@ from dataclasses import asdict
 from carbonlog.cli.commands import run_filters
 from carbonlog.report.rows import head_and_tail, interval_rows
 from carbonlog.report.text import (
-    format_co2,
-    format_date,
-    format_kwh,
+    Units,
     format_summary,
+    format_time,
     json_safe,
     pairs,
     paragraphs,
     summary_table,
     table,
     terminal_lines,
+    terminal_width,
 )
 
 MOST_ROWS = 40
 """Interval rows `runs show` prints: a longer run shows its first and last 20."""
+NESTED = "  "
+"""What a run of another stage is indented by, in the stage column, under the fit it follows."""
 
 
 def _finite(value):
@@ -64,7 +66,8 @@ def demo(summary, args: argparse.Namespace) -> None:
 
 
 def estimate(found, args: argparse.Namespace) -> None:
-    """The Estimate's facts and equivalents, the cleanest region, other hardware, the statement."""
+    """The Estimate's facts and equivalents, the cleanest region, other hardware, the statement;
+    every energy in one unit and every mass in one."""
     from carbonlog.equivalents import describe_all, equivalents
 
     if args.json:
@@ -73,15 +76,17 @@ def estimate(found, args: argparse.Namespace) -> None:
         _print_json({**found.to_dict(), **extra})
         return
     grid = found.grid
+    units = Units.of(found, *found.comparisons)
     offset = f", {found.offset_ratio:.0%} offset by the provider" if found.offset_ratio else ""
     facts = [
         ("hardware", f"{found.count} x {found.hardware.name} (TDP {found.tdp_w:g} W)"),
+        ("matched", _matched(args.hardware, found.hardware)),
         ("time", f"{found.hours:g} h, {found.device_hours:g} device-hours"),
         ("location", f"{grid.code}: {grid.name}"),
         ("intensity", f"{grid.g_per_kwh:.4g} g CO2e/kWh ({_source(grid.source, grid.year)})"),
         ("PUE", f"{found.pue:g} ({found.pue_source})"),
-        ("energy", f"{found.energy_kwh:.4g} kWh at the facility"),
-        ("CO2", f"{format_co2(found.co2_kg)}{offset}"),
+        ("energy", f"{units.energy(found.energy_kwh)} at the facility"),
+        ("CO2", f"{units.mass(found.co2_kg)}{offset}"),
         ("that is", "; ".join(describe_all(found.co2_kg))),
     ]
     _show(pairs(facts))
@@ -91,7 +96,7 @@ def estimate(found, args: argparse.Namespace) -> None:
         cleanest = found.cleanest
         line = (
             f"cleanest {grid.provider} region: {cleanest.code} ({cleanest.name}): "
-            f"{format_co2(found.cleanest_co2_kg)}, {times}"
+            f"{units.mass(found.cleanest_co2_kg)}, {times}"
         )
         _show("\n" + paragraphs(line))
     if found.comparisons:
@@ -101,15 +106,28 @@ def estimate(found, args: argparse.Namespace) -> None:
                 c.hardware.name,
                 c.precision,
                 f"{c.device_hours:.4g}",
-                f"{c.energy_kwh:.4g}",
-                format_co2(c.co2_kg),
+                units.energy.number(c.energy_kwh),
+                units.mass.number(c.co2_kg),
                 f"{c.factor:.2f}x",
             )
             for c in found.comparisons
         ]
-        headers = ("hardware", "peak", "device-h", "kWh", "CO2", "vs " + found.hardware.name)
+        headers = ("hardware", "peak", "device-h", units.energy.symbol, f"CO2 {units.mass.symbol}")
+        headers += ("vs " + found.hardware.name,)
         _show(table(headers, rows, right=(2, 3, 4, 5), shrink=(0, 5)))
     _show("\nstatement:\n" + found.statement(args.format))
+
+
+def _matched(asked: str, row) -> str | None:
+    """For a name that is not the row's own (an alias, a part of a name): which row it is, and
+    the other rows it could have meant, with their TDP."""
+    from carbonlog.hardware import candidates
+
+    if row.named(asked):
+        return None
+    others = [c for c in candidates(asked) if c != row]
+    also = ", ".join(f"{c.name} ({c.tdp_w:g} W)" if c.tdp_w else c.name for c in others)
+    return f"{asked!r} is the {row.name} row" + (f"; the table also has {also}" if also else "")
 
 
 def intensity(found, args: argparse.Namespace) -> None:
@@ -169,42 +187,87 @@ def runs(found, args: argparse.Namespace) -> None:
     if args.json:
         _print_json([r.to_dict() for r in found])
     elif args.by:
+        units = Units.of(*found)
         rows = [
             (
                 "-" if g.key is None else g.key,
                 g.runs,
                 ", ".join(f"{n} {s}" for s, n in sorted(g.statuses.items())),
-                format_kwh(g.energy_kwh),
-                format_co2(g.co2_kg),
-                format_co2(g.completed_co2_kg),
+                units.energy.number(g.energy_kwh),
+                units.mass.number(g.co2_kg),
+                units.mass.number(g.completed_co2_kg),
             )
             for g in found
         ]
-        headers = (args.by, "runs", "statuses", "kWh", "CO2", "completed")
+        mass = units.mass.symbol
+        headers = (args.by, "runs", "statuses", units.energy.symbol, f"CO2 {mass}")
+        headers += (f"completed {mass}",)
         _show(table(headers, rows, right=(1, 3, 4, 5), shrink=(0, 2)))
     elif not found:
         _show("no runs match" if any(run_filters(args).values()) else "no runs recorded yet")
     else:
-        rows = [
-            (
-                r.id,
-                r.name,
-                r.task,
-                r.model,
-                r.status,
-                r.epochs,
-                format_kwh(r.energy_kwh),
-                format_co2(r.co2_kg),
-                format_date(r.started_at),
-            )
-            for r in found
-        ]
-        headers = ("id", "name", "task", "model", "status", "ep", "kWh", "CO2", "started")
-        _show(table(headers, rows, right=(0, 5, 6, 7), shrink=(1, 2, 3)))
+        _show(runs_table(found))
+
+
+def runs_table(found: list, width: int | None = None) -> str:
+    """The runs, newest first, each run of another stage under the fit it follows (indented in
+    the stage column; `test of 3` when its fit is not listed); energy and CO2 in one unit each.
+    The task and model columns are left out, model first, where the terminal is too narrow."""
+    width = width or terminal_width()
+    units = Units.of(*found)
+    listed = {r.id for r in found}
+    followers: dict[int, list] = {}
+    for run in reversed(found):  # oldest first under each fit
+        if run.fit_run_id in listed:
+            followers.setdefault(run.fit_run_id, []).append(run)
+    rows = []
+    for run in found:
+        if run.fit_run_id in listed:
+            continue  # shown under its fit
+        rows.append(_run_cells(run, units, _stage(run)))
+        rows += [_run_cells(r, units, NESTED + str(r.stage)) for r in followers.get(run.id, [])]
+    headers = ("id", "name", "stage", "task", "model", "status", "ep", units.energy.symbol)
+    headers += (f"CO2 {units.mass.symbol}", "started")
+    columns = list(range(len(headers)))
+    for optional in (None, 4, 3):  # every column, then without model, then without task
+        if optional is not None:
+            columns.remove(optional)
+        shown = table(
+            [headers[i] for i in columns],
+            [[row[i] for i in columns] for row in rows],
+            right=[n for n, i in enumerate(columns) if i in (0, 6, 7, 8)],
+            shrink=[n for n, i in enumerate(columns) if i in (1, 3, 4)],
+            width=width,
+        )
+        if max(map(len, shown.splitlines())) <= width:
+            break
+    return shown
+
+
+def _stage(run) -> str:
+    """A run's stage cell: `fit`; `test of 3` for one whose fit is not listed above it."""
+    stage = run.stage or "-"
+    return f"{stage} of {run.fit_run_id}" if run.fit_run_id is not None else stage
+
+
+def _run_cells(run, units: Units, stage: str) -> tuple:
+    """A run's cells in `runs`: epochs only for a fit (or a run of no stage)."""
+    return (
+        run.id,
+        run.name,
+        stage,
+        run.task,
+        run.model,
+        run.status,
+        run.epochs if run.trains else "-",
+        units.energy.number(run.energy_kwh),
+        units.mass.number(run.co2_kg),
+        format_time(run.started_at),
+    )
 
 
 def runs_show(run, args: argparse.Namespace) -> None:
-    """A run's facts, then its intervals as a table."""
+    """A run's facts, then its intervals as a table, energy and CO2 in one unit each."""
     from carbonlog.report.statement import hardware_phrase
 
     if args.json:
@@ -212,46 +275,49 @@ def runs_show(run, args: argparse.Namespace) -> None:
         return
     site = run.site or {}
     source = _source(site.get("source"), site.get("year"))
+    units = Units.of(run)
     facts = [
         ("run", run.label),
         ("status", run.status + (f" ({run.stop_reason})" if run.stop_reason else "")),
         ("framework", " / ".join(filter(None, (run.framework, run.stage)))),
+        ("follows", None if run.fit_run_id is None else f"the fit of run {run.fit_run_id}"),
         ("model", run.model),
         ("base model", run.base_model),
         ("task", run.task),
         ("tags", ", ".join(run.tags)),
-        ("started", format_date(run.started_at)),
+        ("started", format_time(run.started_at)),
         ("hardware", hardware_phrase(run.hardware)),
         ("location", f"{run.location}: {site.get('name')}" if run.location else None),
         ("intensity", f"{site.get('g_per_kwh') or 0:.4g} g CO2e/kWh ({source})"),
         ("PUE", f"{site.get('pue') or 1.0:g} ({site.get('pue_source') or 'default'})"),
-        ("energy", f"{run.energy_kwh:.4g} kWh at the facility"),
-        ("CO2", format_co2(run.co2_kg)),
+        ("energy", f"{units.energy(run.energy_kwh)} at the facility"),
+        ("CO2", units.mass(run.co2_kg)),
     ]
     _show(pairs(facts))
     if not run.intervals:
         return
-    first, left_out, last = head_and_tail(interval_rows(run.intervals), MOST_ROWS)
-    rows = [_interval_cells(row) for row in first]
-    if left_out:
-        rows.append((f"... {left_out:,} more", *[""] * 7))
-        rows += [_interval_cells(row) for row in last]
-    headers = ("epoch", "s", "GPU kWh", "CPU kWh", "RAM kWh", "kWh", "CO2", "estimated")
-    _show("\n" + table(headers, rows, right=range(1, 7), shrink=(0, 7)))
+    rows = interval_rows(run.intervals, run.stage)
+    first, left_out, last = head_and_tail(rows, MOST_ROWS)
+    energy = units.energy.symbol
+    first_header = "epoch" if any(row.label.isdigit() for row in rows) else "interval"
+    headers = (first_header, "s", f"GPU {energy}", f"CPU {energy}", f"RAM {energy}", energy)
+    headers += (f"CO2 {units.mass.symbol}", "estimated")
+    cells = [_interval_cells(row, units) for row in (*first, *last)]
+    lines = table(headers, cells, right=range(1, 7), shrink=(0, 7)).split("\n")
+    if left_out:  # between the first rows and the last, under the headers and their rule
+        lines.insert(2 + len(first), f"... {left_out:,} more")
+    _show("\n" + "\n".join(lines))
     if left_out:
         _show(f"(every interval: carbonlog runs show {run.id} --json)")
 
 
-def _interval_cells(row) -> tuple[str, ...]:
+def _interval_cells(row, units: Units) -> tuple[str, ...]:
     """An interval's cells in `runs show`."""
     return (
         row.label,
         f"{row.duration_s:.1f}",
-        format_kwh(row.gpu_kwh),
-        format_kwh(row.cpu_kwh),
-        format_kwh(row.ram_kwh),
-        format_kwh(row.energy_kwh),
-        format_co2(row.co2_kg),
+        *(units.energy.number(v) for v in (row.gpu_kwh, row.cpu_kwh, row.ram_kwh, row.energy_kwh)),
+        units.mass.number(row.co2_kg),
         ",".join(row.estimated) or "-",
     )
 

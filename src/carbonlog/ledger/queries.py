@@ -145,6 +145,7 @@ def _run_record(row: Mapping) -> RunRecord:
         name=row["name"],
         framework=row["framework"],
         stage=row["stage"],
+        fit_run_id=row["fit_run_id"],
         model=row["model"],
         base_model=row["base_model"],
         pretrained=None if row["pretrained"] is None else bool(row["pretrained"]),

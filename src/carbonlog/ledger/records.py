@@ -18,6 +18,10 @@ by its budget), or "incomplete": it ended, but some of its writes could not be m
 ledger stayed locked or its disk full), so its stored intervals do not add up to the run.
 Only "completed" runs serve as baselines."""
 
+FIT_STAGE = "fit"
+"""The stage that trains; a run of another stage (validate, test, predict, evaluate) that
+follows a fit is linked to it (RunRecord.fit_run_id)."""
+
 
 class LedgerError(CarbonlogError, RuntimeError):
     """The ledger cannot be opened or used; the tracker goes on without it."""
@@ -84,6 +88,7 @@ class RunRecord:
     name: str | None
     framework: str | None
     stage: str | None
+    fit_run_id: int | None  # for a run of another stage: the fit run it follows
     model: str | None
     base_model: str | None
     pretrained: bool | None
@@ -112,6 +117,11 @@ class RunRecord:
     def label(self) -> str:
         """`run 12 (bert-sst2)` for messages and tables."""
         return f"run {self.id} ({self.name})" if self.name else f"run {self.id}"
+
+    @property
+    def trains(self) -> bool:
+        """Whether the run is a fit (or of no stage): one whose epochs count."""
+        return self.stage in (None, FIT_STAGE)
 
     def to_dict(self) -> dict:
         return asdict(self)

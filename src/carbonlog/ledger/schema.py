@@ -228,11 +228,15 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     """Runs gain their process's PID namespace and boot (a PID is checked only where it
-    means something) and their launch (SLURM job, step and nodes: joins with sacct); stored
-    tags get their control characters escaped, as new ones are."""
+    means something), their launch (SLURM job, step and nodes: joins with sacct) and, for a
+    run of a stage other than fit, the fit run it follows; stored tags get their control
+    characters escaped, as new ones are."""
     conn.execute("ALTER TABLE runs ADD COLUMN pid_ns TEXT")
     conn.execute("ALTER TABLE runs ADD COLUMN boot_id TEXT")
     conn.execute("ALTER TABLE runs ADD COLUMN launch TEXT")
+    conn.execute(
+        "ALTER TABLE runs ADD COLUMN fit_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL"
+    )
     for run_id, tag in conn.execute("SELECT run_id, tag FROM run_tags").fetchall():
         if clean_tag(tag) != tag:
             conn.execute("DELETE FROM run_tags WHERE run_id = ? AND tag = ?", (run_id, tag))

@@ -28,6 +28,7 @@ from carbonlog.ledger.paths import check_unchanged, default_path, make_private, 
 from carbonlog.ledger.processes import Process, close_abandoned
 from carbonlog.ledger.queries import Queries
 from carbonlog.ledger.records import (
+    FIT_STAGE,
     STATUSES,
     LedgerBusy,
     LedgerError,
@@ -84,7 +85,10 @@ class Ledger(Queries):
 
     def begin_run(self, info: RunInfo) -> int:
         """Record a run with status "running" and return its id; runs of this host that a
-        kill left open are closed first. Tags are stored through `clean_tag`."""
+        kill left open are closed first. Tags are stored through `clean_tag`. A run of a stage
+        other than fit (a standalone validate, test, predict) is linked to the fit it follows
+        (`_fit_followed`), in the same transaction."""
+        process = Process.current()
         site = dict(info.site)
         fields = {
             "name": info.name,
@@ -103,7 +107,7 @@ class Ledger(Queries):
             "budget_kg": info.budget_kg,
             "budget_kwh": info.budget_kwh,
             "on_budget": info.on_budget,
-            **Process.current().columns(),
+            **process.columns(),
             "started_at": info.started_at if info.started_at is not None else time.time(),
             "status": "running",
         }
@@ -111,6 +115,7 @@ class Ledger(Queries):
 
         def insert(conn: sqlite3.Connection) -> int:
             close_abandoned(conn)
+            row["fit_run_id"] = _fit_followed(conn, row, process)
             columns = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             run_id = conn.execute(
@@ -218,6 +223,28 @@ class Ledger(Queries):
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         except sqlite3.Error as exc:
             raise _error(f"cannot read the run ledger {self.path}", exc) from exc
+
+
+def _fit_followed(
+    conn: sqlite3.Connection, row: Mapping[str, object], process: Process
+) -> int | None:
+    """The id of the fit run that a run of another stage follows: the newest fit of the same
+    name (or as unnamed) in this process, else the newest fit of that name on this host; None
+    for a fit, a run of no stage, and a run that follows none."""
+    if row["stage"] in (None, FIT_STAGE):
+        return None
+    found = conn.execute(
+        "SELECT id FROM runs WHERE stage = ? AND name IS ? AND host = ? AND pid = ? "
+        "AND pid_ns IS ? AND boot_id IS ? ORDER BY id DESC LIMIT 1",
+        (FIT_STAGE, row["name"], *map(_text, process.columns().values())),
+    ).fetchone()
+    if found is None and row["name"] is not None:
+        found = conn.execute(
+            "SELECT id FROM runs WHERE stage = ? AND name = ? AND host = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (FIT_STAGE, row["name"], _text(process.host)),
+        ).fetchone()
+    return None if found is None else found[0]
 
 
 def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:

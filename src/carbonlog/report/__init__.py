@@ -59,17 +59,18 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(html=out / HTML_NAME)
+    units = html.page_units(run, comparison)
     compared = comparison is not None and other is not None and comparison.metric is not None
     steps = 3 + compared
     say(f"[1/{steps}] energy and CO2 per interval by component")
-    files.plots["energy"] = plots.energy_by_component(run, out / PLOT_NAMES["energy"])
+    files.plots["energy"] = plots.energy_by_component(run, out / PLOT_NAMES["energy"], units)
     say(f"[2/{steps}] cumulative CO2")
-    files.plots["cumulative"] = plots.cumulative_co2(run, out / PLOT_NAMES["cumulative"])
+    files.plots["cumulative"] = plots.cumulative_co2(run, out / PLOT_NAMES["cumulative"], units)
     figures = [
         html.Plot(
             files.plots["energy"].read_bytes(),
             "Stacked bars of energy and CO2 per interval, by component",
-            "Facility energy (device energy x PUE) and CO2 of each epoch, by component; "
+            "Facility energy (device energy x PUE) and CO2 of each interval, by component; "
             "on a long run, each bar is the mean of a group of consecutive intervals.",
         ),
         html.Plot(
@@ -84,7 +85,7 @@ def write_report(
         target = comparison.target.value if comparison.target is not None else None
         try:
             path = plots.co2_vs_metric(
-                [run, other], comparison.metric, out / PLOT_NAMES["compare"], target
+                [run, other], comparison.metric, out / PLOT_NAMES["compare"], target, units
             )
         except ValueError as exc:  # neither run logged the metric: the table still compares
             say(f"      skipped: {exc}")
@@ -97,6 +98,6 @@ def write_report(
             )
     say(f"[{steps}/{steps}] {files.html.name}")
     statements = {fmt: statement(run, fmt) for fmt in FORMATS}
-    page = html.render(run, figures, statements, comparison, comparison_plot)
+    page = html.render(run, figures, statements, comparison, comparison_plot, units)
     files.html.write_text(page, encoding="utf-8")
     return files

@@ -3,7 +3,8 @@ metric against their cumulative CO2.
 
 matplotlib is imported inside each function (pip install "carbonlog[report]") and used
 through its object API with the Agg canvas: no pyplot state, no GUI backend switched, safe
-inside a notebook. A run is a ledger RunRecord or a Tracker Summary.
+inside a notebook. A run is a ledger RunRecord or a Tracker Summary. Each plot takes the Units
+of the page it is on (the report's), else those of its own largest figures.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 from carbonlog.errors import ConfigurationError
 from carbonlog.report.rows import interval_labels
-from carbonlog.report.text import SECONDS_PER_HOUR, terminal_safe
-from carbonlog.units import J_PER_KWH, co2_kg, facility_kwh
+from carbonlog.report.text import SECONDS_PER_HOUR, Units, energy_unit, mass_unit, terminal_safe
+from carbonlog.units import co2_kg, facility_kwh
 
 COLORS = {"gpu": "#2a9d8f", "cpu": "#e9c46a", "ram": "#8d99ae"}
 RUN_COLORS = ("#264653", "#e76f51", "#6a4c93", "#1982c4")
@@ -52,23 +53,6 @@ def literal(value: str, most: int = 60) -> str:
     return text.replace("$", r"\$")
 
 
-def mass_unit(max_kg: float) -> tuple[float, str]:
-    """(factor from kg, unit) so that the largest value reads between 1 and 1000."""
-    for factor, unit, floor in ((1e-3, "t", 1000.0), (1.0, "kg", 1.0), (1e3, "g", 1e-3)):
-        if max_kg >= floor:
-            return factor, unit
-    return 1e6, "mg"
-
-
-def energy_unit(max_kwh: float) -> tuple[float, str]:
-    """(factor from kWh, unit): kWh, Wh or J."""
-    if max_kwh >= 1.0:
-        return 1.0, "kWh"
-    if max_kwh >= 1e-3:
-        return 1e3, "Wh"
-    return J_PER_KWH, "J"
-
-
 def _bins(count: int, most: int) -> list[range]:
     """Consecutive index ranges that cover `count` intervals in at most `most` bins."""
     size = -(-count // most)
@@ -80,7 +64,7 @@ def _per_bin(values: list[float], bins: list[range]) -> list[float]:
     return [sum(values[b.start : b.stop]) / len(b) for b in bins]
 
 
-def energy_by_component(run, path: str | os.PathLike) -> Path:
+def energy_by_component(run, path: str | os.PathLike, units: Units | None = None) -> Path:
     """Stacked bars per interval: facility energy (component x PUE) and CO2, GPU/CPU/RAM.
 
     A run of more than MOST_BARS intervals has one bar per group of consecutive intervals,
@@ -98,31 +82,38 @@ def energy_by_component(run, path: str | os.PathLike) -> Path:
         ]
         energy[c], co2[c] = _per_bin(kwh, bins), _per_bin(kg, bins)
     figure, (energy_ax, co2_ax) = _figure(rows=2, height_in=2.8)
-    e_factor, e_unit = energy_unit(max(map(sum, zip(*energy.values(), strict=True))))
-    m_factor, m_unit = mass_unit(max(map(sum, zip(*co2.values(), strict=True))))
+    if units is None:
+        units = Units(
+            energy_unit(*map(sum, zip(*energy.values(), strict=True))),
+            mass_unit(*map(sum, zip(*co2.values(), strict=True))),
+        )
     grouped = len(bins[0]) > 1
     # Grouped: each bar spans its intervals on an axis of interval numbers (from 1).
     positions = [(b.start + b.stop + 1) / 2 for b in bins] if grouped else range(len(bins))
     widths = [0.9 * len(b) for b in bins] if grouped else 0.8
-    for ax, values, factor in ((energy_ax, energy, e_factor), (co2_ax, co2, m_factor)):
+    for ax, values, unit in ((energy_ax, energy, units.energy), (co2_ax, co2, units.mass)):
         bottom = [0.0] * len(bins)
         for component, color in COLORS.items():
             if not any(energy[component]):
                 continue
-            heights = [v * factor for v in values[component]]
+            heights = [v * unit.per_base for v in values[component]]
             ax.bar(positions, heights, widths, bottom, color=color, label=component.upper())
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    energy_ax.set_ylabel(f"energy ({e_unit})")
+    energy_ax.set_ylabel(f"energy ({units.energy.symbol})")
     energy_ax.set_title(
         "Energy and CO2 per interval by component (facility: device x PUE)"
         + (f"\neach bar: the mean of {len(bins[0]):,} consecutive intervals" if grouped else "")
     )
-    co2_ax.set_ylabel(f"CO2 ({m_unit})")
+    co2_ax.set_ylabel(f"CO2 ({units.mass.symbol})")
+    stage = getattr(run, "stage", None)
     if grouped:
         co2_ax.set_xlabel("interval (epochs, then the interval that closed the run)")
+    elif not any(iv.label == "epoch" for iv in intervals):
+        co2_ax.set_xlabel(literal(f"{stage or 'the run'}: no epoch"))
+        _label_intervals(co2_ax, interval_labels(intervals, stage))
     else:
         co2_ax.set_xlabel("epoch (then the interval that closed the run)")
-        _label_intervals(co2_ax, interval_labels(intervals))
+        _label_intervals(co2_ax, interval_labels(intervals, stage))
     for ax in (energy_ax, co2_ax):
         ax.grid(axis="y", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -147,26 +138,26 @@ def cumulative(run) -> tuple[list[float], list[float]]:
     return seconds, kg
 
 
-def cumulative_co2(run, path: str | os.PathLike) -> Path:
+def cumulative_co2(run, path: str | os.PathLike, units: Units | None = None) -> Path:
     """The run's CO2 so far against elapsed time, a marker at each interval's end."""
     seconds, kg = cumulative(run)
     if len(seconds) < 2:
         raise ConfigurationError("the run has no recorded interval to plot")
     figure, (ax,) = _figure()
-    m_factor, m_unit = mass_unit(kg[-1])
+    mass = units.mass if units is not None else mass_unit(*kg)
     t_factor, t_unit = (1 / SECONDS_PER_HOUR, "h") if seconds[-1] >= 7200 else (1 / 60, "min")
     if seconds[-1] < 120:
         t_factor, t_unit = 1.0, "s"
     ax.plot(
         [s * t_factor for s in seconds],
-        [v * m_factor for v in kg],
+        [v * mass.per_base for v in kg],
         marker="o" if len(seconds) <= MOST_MARKERS else None,
         markersize=3,
         color=RUN_COLORS[0],
     )
     ax.set_xlabel(f"elapsed time ({t_unit})")
-    ax.set_ylabel(f"cumulative CO2 ({m_unit})")
-    ax.set_title(f"Cumulative CO2: {kg[-1] * m_factor:.3g} {m_unit} in total")
+    ax.set_ylabel(f"cumulative CO2 ({mass.symbol})")
+    ax.set_title(f"Cumulative CO2: {mass(kg[-1])} in total")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     return _save(figure, path)
@@ -189,16 +180,17 @@ def co2_vs_metric(
     metric: str,
     path: str | os.PathLike,
     target: float | None = None,
+    units: Units | None = None,
 ) -> Path:
     """Each run's `metric` against its cumulative CO2, with the target as a dashed line."""
     points = [(run, *metric_points(run, metric)) for run in runs]
     if not any(xs for _, xs, _ in points):
         raise ConfigurationError(f"no run reported the metric {metric!r}")
     figure, (ax,) = _figure(height_in=4.0)
-    m_factor, m_unit = mass_unit(max(x for _, xs, _ in points for x in xs or [0.0]))
+    mass = units.mass if units is not None else mass_unit(*(x for _, xs, _ in points for x in xs))
     for index, (run, xs, ys) in enumerate(points):
         ax.plot(
-            [x * m_factor for x in xs],
+            [x * mass.per_base for x in xs],
             ys,
             marker="o",
             markersize=4,
@@ -207,7 +199,7 @@ def co2_vs_metric(
         )
     if target is not None:
         ax.axhline(target, color="#999999", linestyle="--", label=f"target {target:g}")
-    ax.set_xlabel(f"cumulative CO2 ({m_unit})")
+    ax.set_xlabel(f"cumulative CO2 ({mass.symbol})")
     ax.set_ylabel(literal(metric))
     ax.set_title(literal(f"{metric} against the CO2 it took"))
     ax.set_xlim(left=0)

@@ -15,6 +15,8 @@ from typing import TypeVar
 from carbonlog.units import kwh_from_j
 
 T = TypeVar("T")
+CLOSING = "end"
+"""The label of the interval that closes a run (Tracker.stop())."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,10 @@ class IntervalRow:
         return f"epoch {self.label}" if self.label.isdigit() else self.label
 
 
-def interval_labels(intervals: Sequence) -> list[str]:
-    """`1, 2, 3, end`: epochs by their number (from 1), other intervals by their label."""
+def interval_labels(intervals: Sequence, stage: str | None = None) -> list[str]:
+    """`1, 2, 3, end`: epochs by their number (from 1), other intervals by their label; in a
+    run of no epoch (a standalone validate, a fit stopped before its first epoch), the interval
+    that closed it is the whole of its `stage`, and says so."""
     labels, epoch = [], 0
     for interval in intervals:
         if interval.label == "epoch":
@@ -48,11 +52,13 @@ def interval_labels(intervals: Sequence) -> list[str]:
             labels.append(str(epoch))
         else:
             labels.append(str(interval.label))
+    if epoch == 0 and stage:
+        labels = [stage if label == CLOSING else label for label in labels]
     return labels
 
 
-def interval_rows(intervals: Sequence) -> list[IntervalRow]:
-    """A row for each interval, in order."""
+def interval_rows(intervals: Sequence, stage: str | None = None) -> list[IntervalRow]:
+    """A row for each interval, in order (labelled as `interval_labels` says)."""
     return [
         IntervalRow(
             label=label,
@@ -67,8 +73,20 @@ def interval_rows(intervals: Sequence) -> list[IntervalRow]:
             power_w=getattr(iv, "power_w", None),
             metrics=getattr(iv, "metrics", {}),
         )
-        for label, iv in zip(interval_labels(intervals), intervals, strict=True)
+        for label, iv in zip(interval_labels(intervals, stage), intervals, strict=True)
     ]
+
+
+def extent(run) -> tuple[str, str]:
+    """(value, what it is) of a run's length, for a headline: `("3", "epochs")`; for a run of
+    no epoch, its stage and its intervals: `("validate", "stage: 1 interval, no epoch")`."""
+    epochs = sum(iv.label == "epoch" for iv in run.intervals)
+    if epochs:
+        return f"{epochs:,}", "epoch" if epochs == 1 else "epochs"
+    count = len(run.intervals)
+    intervals = f"{count:,} interval{'s' if count != 1 else ''}"
+    stage = getattr(run, "stage", None)
+    return (stage, f"stage: {intervals}, no epoch") if stage else ("run", f"{intervals}, no epoch")
 
 
 def head_and_tail(rows: Sequence[T], most: int) -> tuple[list[T], int, list[T]]:

@@ -2,9 +2,10 @@
 
 `estimate_statement` follows the ML CO2 Impact calculator's wording for an Estimate (TDP x
 hours). `statement` keeps that wording with the measured figures in its place: the run's
-duration, the devices measured and how, its facility energy, the intensity with its source
-and year, the PUE, and the CO2. A run is a ledger RunRecord or a Tracker Summary (both carry
-the same facts).
+duration, the devices, its facility energy, which components were measured (with a counter, or
+power samples) and which estimated (with what model), the intensity with its source and year,
+the PUE, and the CO2. A run is a ledger RunRecord or a Tracker Summary (both carry the same
+facts). Figures keep the paper's units (kWh, kgCO2eq), in decimals, never in exponent form.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from carbonlog.errors import ConfigurationError
-from carbonlog.report.text import SECONDS_PER_HOUR
+from carbonlog.report.text import SECONDS_PER_HOUR, significant
 from carbonlog.units import G_PER_KG, co2_kg
 
 if TYPE_CHECKING:
@@ -40,16 +41,23 @@ __all__ = [
     "statement",
 ]
 
-# How each meter method reads in a sentence.
-_METHODS = {
+# How each meter method reads in a sentence: those that measure, and the models that estimate.
+_MEASURED = {
     "counter": "the NVML total-energy counter",
     "sampled instant power": "NVML power samples",
     "sampled 1 s average power": "NVML power samples",
     "rapl": "RAPL energy counters",
+}
+_MODELS = {
     "model: TDP x load": "a TDP x load model",
     "model: W per GiB": "a W per GiB model",
 }
-_MEASURED = ("counter", "sampled instant power", "sampled 1 s average power", "rapl")
+_STAGE_RAN = {
+    "validate": "Validation",
+    "test": "Testing",
+    "predict": "Prediction",
+    "evaluate": "Evaluation",
+}
 _LATEX = {
     "\\": r"\textbackslash{}",
     "{": r"\{",
@@ -72,12 +80,13 @@ def latex_escape(text: str) -> str:
 
 
 def format_figure(value: float) -> str:
-    """Two decimals, or two significant digits for small values: 0.0042, 3.99, 1234.5."""
+    """Two decimals, or two significant digits for small values, never in exponent form:
+    0.000063, 0.0042, 3.99, 1,234.5."""
     if not math.isfinite(value):
         return f"{value}"
     if value == 0 or abs(value) >= 0.1:
         return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:,.0f}"
-    return f"{value:.2g}"
+    return significant(value, 2)
 
 
 def where_phrase(site: Mapping, esc: Callable[[str], str] = str) -> str:
@@ -105,20 +114,45 @@ def hardware_phrase(hardware: Mapping[str, list]) -> str:
     return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
 
 
-def measured_with(hardware: Mapping[str, list], estimated: set[str]) -> str:
-    """`the NVML total-energy counter (GPU), a TDP x load model (CPU)`: how each part was read.
+def _method(device: Mapping) -> tuple[bool, str]:
+    """(measured, how) of one device: `(True, "RAPL energy counters")`, `(False, "a TDP x load
+    model, TDP 8 W")`, `(False, "a constant 100 W, as given")`."""
+    method = str(device.get("method"))
+    if method in _MEASURED:
+        return True, _MEASURED[method]
+    if method in _MODELS:
+        tdp = device.get("tdp_w")
+        return False, _MODELS[method] + (f", TDP {tdp:g} W" if tdp else "")
+    if "power_w" in device:
+        return False, f"a constant {device['power_w']:g} W, as given"
+    return False, "a constant wattage"
 
-    A component that has a counter but was `estimated` fell back to an estimate mid-run.
-    """
-    parts = []
+
+def _parts(parts: list[str]) -> str:
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 2 else parts)
+
+
+def measured_with(hardware: Mapping[str, list], estimated: set[str]) -> str:
+    """What was measured and what estimated, per component, from the run's devices: `Energy
+    was measured for the GPU (the NVML total-energy counter) and estimated for the CPU (a TDP x
+    load model, TDP 8 W)`. A measured component in `estimated` fell back to an estimate mid-run."""
+    measured, modelled = [], []
     for component in ("gpu", "cpu", "ram"):
-        methods = [str(d.get("method")) for d in hardware.get(component, [])]
+        methods = [_method(d) for d in hardware.get(component, [])]
         if not methods:
             continue
-        words = " and ".join(sorted({_METHODS.get(m, "a constant wattage") for m in methods}))
-        fault = component in estimated and any(m in _MEASURED for m in methods)
-        parts.append(f"{words} ({component.upper()}{'; estimated in part' if fault else ''})")
-    return ", ".join(parts) or "no meter"
+        how = " and ".join(sorted({how for _, how in methods}))
+        fault = "; estimated in part, after a fault" if component in estimated else ""
+        if any(is_measured for is_measured, _ in methods):
+            measured.append(f"the {component.upper()} ({how}{fault})")
+        else:
+            modelled.append(f"the {component.upper()} ({how})")
+    if not measured and not modelled:
+        return "No device's energy was recorded"
+    said = [f"measured for {_parts(measured)}"] if measured else []
+    said += [f"estimated for {_parts(modelled)}"] if modelled else []
+    none = "" if measured else "; no counter measured any of it"
+    return f"Energy was {' and '.join(said)}{none}"
 
 
 def _style(format: str) -> tuple[bool, Callable[[str], str], str]:
@@ -170,6 +204,14 @@ def _duration_s(run) -> float:
     return sum(float(iv.duration_s) for iv in getattr(run, "intervals", []))
 
 
+def _ran(run) -> str:
+    """What ran: `Training` (a fit, or a run of no stage), `Testing`, `The calibrate stage`."""
+    stage = getattr(run, "stage", None)
+    if stage in (None, "fit"):
+        return "Training"
+    return _STAGE_RAN.get(stage, f"The {stage} stage")
+
+
 def _intensity(run) -> tuple[float, bool]:
     """(g CO2e/kWh, varied): the run's own ratio, which is the mean when a live source varied."""
     values = {iv.intensity_g_per_kwh for iv in run.intervals if iv.intensity_g_per_kwh is not None}
@@ -200,9 +242,10 @@ def statement(run, format: str = "markdown") -> str:
     text = (
         f"Experiments were conducted using {where_phrase(site, esc)}, which has a carbon "
         f"efficiency of {format_figure(co2_kg(1.0, g_per_kwh))} {co2eq}/kWh ({esc(source)})"
-        f"{pue_text}. Training ran for {format_figure(_duration_s(run) / SECONDS_PER_HOUR)} "
-        f"hours on {esc(hardware_phrase(run.hardware))} and used "
-        f"{format_figure(run.energy_kwh)} kWh of electricity at the facility, measured with "
+        f"{pue_text}. {esc(_ran(run))} ran for "
+        f"{format_figure(_duration_s(run) / SECONDS_PER_HOUR)} hours on "
+        f"{esc(hardware_phrase(run.hardware))} and used "
+        f"{format_figure(run.energy_kwh)} kWh of electricity at the facility. "
         f"{esc(measured_with(run.hardware, estimated))}. Total emissions are "
         f"{format_figure(run.co2_kg)} {co2eq}"
     )

@@ -1,25 +1,31 @@
 """Plain text for the terminal: figures, an interval's and a run's lines, tables and pairs.
 
 Everything carbonlog prints goes through here, so a figure reads the same in a log line, a
-table and the CLI: `format_co2` for masses, `table` for columns, `pairs` for facts.
+table, the CLI and the HTML page: `format_energy` for energy, `format_co2` for masses (each in
+the SI unit a person reads: 63.1 mWh, 2.8 mg, never 6.31e-05 kWh), `Units` for the one unit of
+each quantity that a table or a page shares, `table` for columns, `pairs` for facts.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import textwrap
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from carbonlog.report.rows import interval_rows
-from carbonlog.units import G_PER_KG, kwh_from_j
+from carbonlog.units import kwh_from_j
 
 if TYPE_CHECKING:
     from carbonlog.interval import Interval, Summary
 
 KG_PER_TONNE = 1000.0
 SECONDS_PER_HOUR = 3600.0
+DIGITS = 3
+"""Significant digits of every energy and mass carbonlog shows."""
 
 UNSAFE_CODEPOINTS = (
     *range(0x00, 0x20),  # C0 controls: ESC starts a sequence, CR rewrites the line
@@ -57,50 +63,143 @@ def json_safe(text: str) -> str:
     return text.translate(_JSON_ESCAPES)
 
 
-def format_co2(kg: float) -> str:
-    """Three significant digits: grams below 1 kg (small runs never print as 0.000 kg), then kg,
-    then tonnes."""
-    if abs(kg) < 1:
-        return f"{kg * G_PER_KG:.3g} g"
-    return f"{kg:.3g} kg" if abs(kg) < KG_PER_TONNE else f"{kg / KG_PER_TONNE:.3g} t"
+def significant(value: float, digits: int = DIGITS) -> str:
+    """`value` to `digits` significant digits, never in exponent form, thousands separated:
+    0.0000123, 4.5, 123,000; trailing zeros dropped."""
+    if not math.isfinite(value):
+        return str(value)
+    rounded = float(f"{value:.{digits}g}")
+    if rounded == 0:
+        return "0"
+    places = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
+    text = f"{rounded:,.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def format_kwh(value: float | None) -> str:
-    """Three significant digits of kWh for table cells; a dash when unknown."""
-    return "-" if value is None else f"{value:.3g}"
+@dataclass(frozen=True)
+class Unit:
+    """A unit a person reads: its symbol, and how many of it make one kWh (for energy) or one
+    kg (for mass)."""
+
+    symbol: str
+    per_base: float
+
+    def number(self, value: float) -> str:
+        """`value` (kWh or kg) in this unit, without the symbol: a table cell."""
+        return significant(value * self.per_base)
+
+    def __call__(self, value: float) -> str:
+        """`value` (kWh or kg) in this unit, with the symbol: `63.1 mWh`."""
+        return f"{self.number(value)} {self.symbol}"
 
 
-def format_date(epoch_s: float | None) -> str:
-    """The local date of a timestamp, `2024-05-17`; a dash when unknown."""
-    return time.strftime("%Y-%m-%d", time.localtime(epoch_s)) if epoch_s else "-"
+ENERGY_UNITS = tuple(
+    Unit(symbol, per_kwh)
+    for symbol, per_kwh in (
+        ("µWh", 1e9),
+        ("mWh", 1e6),
+        ("Wh", 1e3),
+        ("kWh", 1.0),
+        ("MWh", 1e-3),
+        ("GWh", 1e-6),
+    )
+)
+MASS_UNITS = tuple(
+    Unit(symbol, per_kg)
+    for symbol, per_kg in (
+        ("µg", 1e9),
+        ("mg", 1e6),
+        ("g", 1e3),
+        ("kg", 1.0),
+        ("t", 1e-3),
+        ("kt", 1e-6),
+    )
+)
+_ZERO_ENERGY, _ZERO_MASS = ENERGY_UNITS[2], MASS_UNITS[2]  # nothing at all reads 0 Wh, 0 g
+
+
+def _unit_of(units: tuple[Unit, ...], values: Sequence[float], zero: Unit) -> Unit:
+    """The unit in which the largest finite |value| reads from 1 to under 1000 once rounded
+    (the smallest or largest unit beyond their range); `zero` when there is none above 0."""
+    largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    if largest == 0:
+        return zero
+    for unit in reversed(units):
+        if float(f"{largest * unit.per_base:.{DIGITS}g}") >= 1:
+            return unit
+    return units[0]
+
+
+def energy_unit(*kwh: float) -> Unit:
+    """The one energy unit of figures shown together: that of the largest."""
+    return _unit_of(ENERGY_UNITS, kwh, _ZERO_ENERGY)
+
+
+def mass_unit(*kg: float) -> Unit:
+    """The one mass unit of figures shown together: that of the largest."""
+    return _unit_of(MASS_UNITS, kg, _ZERO_MASS)
+
+
+def format_energy(kwh: float, unit: Unit | None = None) -> str:
+    """Energy in `unit`, else in the SI unit of its size: `63.1 mWh`, `1.23 MWh`."""
+    return (unit or energy_unit(kwh))(kwh)
+
+
+def format_co2(kg: float, unit: Unit | None = None) -> str:
+    """A mass (of CO2) in `unit`, else in the SI unit of its size: `2.8 mg`, `420 g`, `24.7 t`."""
+    return (unit or mass_unit(kg))(kg)
+
+
+@dataclass(frozen=True)
+class Units:
+    """The energy unit and the mass unit that every figure of one table or page is shown in."""
+
+    energy: Unit
+    mass: Unit
+
+    @classmethod
+    def of(cls, *figures) -> Units:
+        """The units of things with `energy_kwh` and `co2_kg` (runs, summaries, comparison
+        sides, groups), shown together: those of the largest of each."""
+        return cls(
+            energy_unit(*(f.energy_kwh for f in figures)), mass_unit(*(f.co2_kg for f in figures))
+        )
+
+
+def format_time(epoch_s: float | None) -> str:
+    """The local date and time of a timestamp, `2024-05-17 14:02`; a dash when unknown."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_s)) if epoch_s else "-"
 
 
 def format_interval(interval: Interval) -> str:
-    """`epoch 3: 0.0012 kWh, 0.54 g CO2 (gpu 0.001, cpu 0.0001, ram 1e-05 kWh) in 12.3 s, 45 W`."""
-    parts = ", ".join(
-        f"{name} {kwh_from_j(joules):.3g}"
-        for name, joules in (
-            ("gpu", interval.gpu_j),
-            ("cpu", interval.cpu_j),
-            ("ram", interval.ram_j),
-        )
-        if joules
-    )
+    """`epoch 3: 62.8 mWh, 3.14 mg CO2 (gpu 50, cpu 10, ram 2.78 mWh) in 12.3 s, 18 W`: the
+    components in the unit of the interval's (facility) energy."""
+    unit = energy_unit(interval.energy_kwh)
     estimated = f" [estimated: {', '.join(interval.estimated)}]" if interval.estimated else ""
     return (
-        f"{terminal_safe(interval.label)} {interval.index}: {interval.energy_kwh:.4g} kWh, "
-        f"{format_co2(interval.co2_kg)} CO2 ({parts or 'nothing measured'} kWh) in "
+        f"{terminal_safe(interval.label)} {interval.index}: {unit(interval.energy_kwh)}, "
+        f"{format_co2(interval.co2_kg)} CO2 ({_components(interval, unit)}) in "
         f"{interval.duration_s:.1f} s, {interval.power_w:.0f} W{estimated}"
     )
+
+
+def _components(figures, unit: Unit) -> str:
+    """`gpu 50, cpu 10, ram 2.78 mWh`: the measured components' device energy in `unit`."""
+    parts = ", ".join(
+        f"{name} {unit.number(kwh_from_j(joules))}"
+        for name, joules in (("gpu", figures.gpu_j), ("cpu", figures.cpu_j), ("ram", figures.ram_j))
+        if joules
+    )
+    return f"{parts} {unit.symbol}" if parts else "nothing measured"
 
 
 def format_summary(summary: Summary, stage: str = "run") -> str:
     """One line of totals with the intensity and PUE that produced them."""
     site = summary.site
+    unit = energy_unit(summary.energy_kwh)
     return (
-        f"carbonlog: {stage} used {summary.energy_kwh:.4g} kWh and {format_co2(summary.co2_kg)} "
-        f"CO2 in {summary.duration_s:.1f} s (gpu {kwh_from_j(summary.gpu_j):.3g}, "
-        f"cpu {kwh_from_j(summary.cpu_j):.3g}, ram {kwh_from_j(summary.ram_j):.3g} kWh; "
+        f"carbonlog: {stage} used {unit(summary.energy_kwh)} and {format_co2(summary.co2_kg)} "
+        f"CO2 in {summary.duration_s:.1f} s ({_components(summary, unit)}; "
         f"{site.get('location', '?')}, {site.get('g_per_kwh', float('nan')):.0f} g/kWh, "
         f"PUE {site.get('pue', 1.0):.2f})"
     )
@@ -169,13 +268,15 @@ def paragraphs(text: str, width: int | None = None) -> str:
 
 
 def summary_table(summary: Summary) -> str:
-    """A run's energy and CO2 per interval, then the total, and its device energy before PUE."""
+    """A run's energy and CO2 per interval, then the total, and its device energy before PUE,
+    every energy in one unit and every mass in one, named in the headers."""
+    units = Units.of(summary)
     rows: list[tuple[object, ...]] = [
         (
             row.name,
             f"{row.duration_s:.2f}",
-            f"{row.energy_kwh:.3e}",
-            f"{row.co2_kg * G_PER_KG:.3e}",
+            units.energy.number(row.energy_kwh),
+            units.mass.number(row.co2_kg),
             "-" if row.power_w is None else f"{row.power_w:.1f}",
             ",".join(row.estimated) or "-",
         )
@@ -186,12 +287,12 @@ def summary_table(summary: Summary) -> str:
         (
             "total",
             f"{summary.duration_s:.2f}",
-            f"{summary.energy_kwh:.3e}",
-            f"{summary.co2_kg * G_PER_KG:.3e}",
+            units.energy.number(summary.energy_kwh),
+            units.mass.number(summary.co2_kg),
             f"{mean_w:.1f}",
             "",
         )
     )
-    headers = ("interval", "seconds", "kWh", "g CO2", "W", "estimated")
-    body = table(headers, rows, right=(1, 2, 3, 4))
-    return f"{body}\n(device energy {kwh_from_j(summary.device_j):.3e} kWh before PUE)"
+    headers = ("interval", "seconds", units.energy.symbol, f"CO2 {units.mass.symbol}", "W")
+    body = table((*headers, "estimated"), rows, right=(1, 2, 3, 4))
+    return f"{body}\n(device energy {units.energy(kwh_from_j(summary.device_j))} before PUE)"
