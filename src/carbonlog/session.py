@@ -19,7 +19,7 @@ from carbonlog.distributed import Ranks, ReduceFn
 from carbonlog.intensity import cleanest_region
 from carbonlog.interval import Summary
 from carbonlog.report import model_card
-from carbonlog.report.text import format_co2, format_interval, format_summary
+from carbonlog.report.text import format_co2, format_energy, format_interval, format_summary
 from carbonlog.tracking import EPOCH, Tracker, check_options
 from carbonlog.tracking.totals import STATE_VERSION, RunTotals
 from carbonlog.units import co2_kg
@@ -458,7 +458,8 @@ def forecast_note(tracker: Tracker) -> str | None:
     kwh, kg = intervals[-1].forecast_energy_kwh, intervals[-1].forecast_co2_kg
     picture = equivalents.describe_tangible(kg)
     return (
-        f"carbonlog: this run will use about {kwh:.3g} kWh and emit about {format_co2(kg)} CO2"
+        f"carbonlog: this run will use about {format_energy(kwh)} and emit about "
+        f"{format_co2(kg)} CO2"
         + (f", {picture}" if picture else "")
     )
 
