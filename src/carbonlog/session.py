@@ -459,8 +459,7 @@ def forecast_note(tracker: Tracker) -> str | None:
     picture = equivalents.describe_tangible(kg)
     return (
         f"carbonlog: this run will use about {format_energy(kwh)} and emit about "
-        f"{format_co2(kg)} CO2"
-        + (f", {picture}" if picture else "")
+        f"{format_co2(kg)} CO2" + (f", {picture}" if picture else "")
     )
 
 
