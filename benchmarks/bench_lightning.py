@@ -6,8 +6,8 @@ its default meters (on a CPU-only machine: the CPU and RAM models), with and wit
 ledger. Two figures per variant: the difference of median fit times (what a user sees, noisy)
 and the time spent inside the callback's hooks (timed around each hook call), split into
 carbonlog's core (Session calls: meters, arithmetic, ledger) and the rest (Lightning's
-self.log of each key, the loggers). The resolution of the first is the spread of the
-baseline (interquartile range of its per-epoch time over the repeats): a difference below it
+loggers and the callback_metrics it writes to). The resolution of the first is the spread of
+the baseline (interquartile range of its per-epoch time over the repeats): a difference below it
 is noise.
 
 Run: python benchmarks/bench_lightning.py [--epochs 20] [--repeats 5] [--batches 40].
@@ -153,7 +153,7 @@ def main() -> None:
             f"    inside the hooks {inside_ms:.2f} ms per epoch "
             f"({inside_ms / epoch_ms * 100:.2f} % of an epoch): carbonlog's core (start, mark, "
             f"stop, ledger, reading callback_metrics) {core_ms:.2f} ms, "
-            f"Lightning's self.log of each key and the loggers {lightning_ms:.2f} ms"
+            f"the loggers and callback_metrics {lightning_ms:.2f} ms"
         )
     print(f"  resolution of the fit-time difference (IQR of the baseline): {resolution_ms:.2f} ms")
 
