@@ -10,6 +10,7 @@ MLflow file store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 from pathlib import Path
@@ -205,13 +206,20 @@ def test_provenance_reaches_mlflow_params(tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
+    # earlier tests' loggers in this process (Lightning's, Keras') leave mlflow's own state:
+    # end their runs in their own store, then point mlflow at this test's
+    while mlflow.active_run() is not None:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            mlflow.end_run()  # popped first: its store may be gone with its test's tmp_path
     store = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    mlflow.set_tracking_uri(store)  # over one an earlier logger (Lightning's) set in-process
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "carbonlog-hf")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(store)
     callback = EmissionsCallback(**OPTIONS)
     train(tmp_path / "out", callback, report_to=["mlflow"], save_strategy="no")
-    (run,) = MlflowClient(store).search_runs(["0"])
+    client = MlflowClient(store)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     params = run.data.params
     assert {key: params.get(key) for key in PROVENANCE} == {
         key: str(value) for key, value in PROVENANCE.items()
