@@ -22,6 +22,7 @@ def isolated_carbonlog_home(tmp_path_factory, monkeypatch):
     for name in CONFIG_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(carbonlog._log, "_said", set())  # say-once memory starts empty
+    monkeypatch.setattr(carbonlog._log, "_ranks", None)  # no rank an earlier test's tracker set
 
 
 def _records(level: int):
