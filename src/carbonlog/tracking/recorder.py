@@ -102,6 +102,16 @@ class Recorder:
             values = dict(metrics)
             self._keep(lambda ledger, run_id: ledger.add_metrics(run_id, interval, values))
 
+    def reopened_run(self, run_id: int):
+        """What the ledger holds of `run_id` when this recorder reopened it, else None."""
+        if self.ledger is None or self.run_id != run_id:
+            return None
+        try:
+            return self.ledger.run(run_id)
+        except Exception as exc:
+            warn_once("ledger-resume", f"carbonlog: reading the resumed run failed ({exc})")
+            return None
+
     def end(self, status: str, stop_reason: str | None, duration_s: float) -> None:
         """Close the run with the status the tracker decided ("incomplete" for a completed
         run that lost writes), and the ledger with it."""

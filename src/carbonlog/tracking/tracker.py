@@ -292,12 +292,7 @@ class Tracker:
         if self._resume_run_id is None:
             return
         mine = [0.0] * 7  # joules per component, kWh, kg, intervals, found
-        record = None
-        if self._recorder.ledger is not None and self._recorder.run_id == self._resume_run_id:
-            try:
-                record = self._recorder.ledger.run(self._resume_run_id)
-            except Exception as exc:
-                warn_once("ledger-resume", f"carbonlog: reading the resumed run failed ({exc})")
+        record = self._recorder.reopened_run(self._resume_run_id)
         if record is not None and record.energy_kwh > self._totals.energy_kwh:
             joules = [record.gpu_j, record.cpu_j, record.ram_j]
             mine = [*joules, record.energy_kwh, record.co2_kg, len(record.intervals), 1.0]
