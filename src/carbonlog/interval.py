@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from carbonlog import units
@@ -15,6 +16,10 @@ class Interval:
     in distributed runs, summed over all processes. Facility energy is their sum x `pue`;
     CO2 is facility energy x `intensity_g_per_kwh`. The `*_total` fields are the run's
     running totals including this interval (and any resumed earlier part of the run).
+    `band_j` is each component's uncertainty half-width (J) and `methods` how it was measured
+    (counter, sampled, model); `samples` and `tokens` are the work done in the interval where the
+    framework counts it; `embodied_kg` and `water_l` are the interval's share of the hardware's
+    manufacturing emissions and the water drawn for its energy, where tables have figures.
     """
 
     label: str
@@ -32,6 +37,12 @@ class Interval:
     estimated: tuple[str, ...] = ()
     forecast_energy_kwh: float | None = None
     forecast_co2_kg: float | None = None
+    band_j: Mapping[str, float] = field(default_factory=dict)
+    methods: Mapping[str, str] = field(default_factory=dict)
+    samples: float | None = None
+    tokens: float | None = None
+    embodied_kg: float | None = None
+    water_l: float | None = None
 
     @property
     def device_j(self) -> float:

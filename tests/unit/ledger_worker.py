@@ -167,6 +167,19 @@ def version_2_file(path: Path) -> None:
     conn.close()
 
 
+def version_3_file(path: Path) -> None:
+    """A ledger as carbonlog wrote it at schema 3: schema 2's file brought to 3 and marked with
+    carbonlog's application id, its intervals without bands or counts, its runs without search."""
+    from carbonlog.ledger.schema import APPLICATION_ID, MIGRATIONS
+
+    version_2_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS[2](conn)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+
+
 # -- files a ledger cannot use ----------------------------------------------------------------
 
 

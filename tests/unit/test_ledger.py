@@ -36,6 +36,7 @@ from tests.unit.ledger_worker import (
     run_info,
     version_1_file,
     version_2_file,
+    version_3_file,
     worker,
 )
 
@@ -349,7 +350,58 @@ def test_a_version_2_ledger_is_migrated_on_open(tmp_path):
     assert still_open.status == "running"  # its namespace is unknown: never closed wrongly
     with sqlite3.connect(path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
-    assert columns[-4:] == ["pid_ns", "boot_id", "launch", "fit_run_id"]
+    assert columns[-7:-3] == ["pid_ns", "boot_id", "launch", "fit_run_id"]
+
+
+def test_a_version_3_ledger_is_migrated_and_old_rows_read_as_unknown(tmp_path):
+    path = tmp_path / "v3.sqlite3"
+    version_3_file(path)
+    with Ledger(path) as ledger:
+        old = ledger.run(3)
+        run_id = ledger.begin_run(
+            run_info("trial", search_id="study-1", trial="2", trial_params={"lr": 0.001})
+        )
+        ledger.add_interval(
+            run_id,
+            dataclasses.replace(
+                interval(0, 3.6e6),
+                band_j={"gpu": 3.6e4, "cpu": 0.0},
+                methods={"gpu": "counter", "cpu": "model"},
+                samples=512.0,
+                tokens=65536.0,
+                embodied_kg=0.02,
+                water_l=1.5,
+            ),
+        )
+        ledger.add_interval(run_id, dataclasses.replace(interval(1, 3.6e6), samples=512.0))
+        new = ledger.run(run_id)
+    assert _header(path) == (APPLICATION_ID, SCHEMA_VERSION, "wal")
+    interval_0 = old.intervals[0]
+    assert (interval_0.band_j, interval_0.methods, interval_0.samples, interval_0.water_l) == (
+        {},
+        {},
+        None,
+        None,
+    )
+    assert (old.samples, old.tokens, old.embodied_kg, old.search_id, old.trial_params) == (
+        None,
+        None,
+        None,
+        None,
+        {},
+    )
+    first = new.intervals[0]
+    assert first.band_j == {"gpu": 3.6e4, "cpu": 0.0}
+    assert first.methods == {"gpu": "counter", "cpu": "model"}
+    assert (first.samples, first.tokens, first.embodied_kg, first.water_l) == (
+        512.0,
+        65536.0,
+        0.02,
+        1.5,
+    )
+    assert new.intervals[1].band_j == {} and new.intervals[1].tokens is None
+    assert (new.samples, new.tokens, new.embodied_kg, new.water_l) == (1024.0, 65536.0, 0.02, 1.5)
+    assert (new.search_id, new.trial, new.trial_params) == ("study-1", "2", {"lr": 0.001})
 
 
 def test_a_migrated_ledger_has_the_schema_of_a_new_one(tmp_path):
@@ -357,12 +409,12 @@ def test_a_migrated_ledger_has_the_schema_of_a_new_one(tmp_path):
         with sqlite3.connect(path) as conn:
             return sorted(conn.execute("SELECT type, name, sql FROM sqlite_master"))
 
-    for make in (version_1_file, version_2_file):
+    for make in (version_1_file, version_2_file, version_3_file):
         make(tmp_path / make.__name__)
         Ledger(tmp_path / make.__name__).close()
     Ledger(tmp_path / "new").close()
-    assert schema(tmp_path / "version_1_file") == schema(tmp_path / "new")
-    assert schema(tmp_path / "version_2_file") == schema(tmp_path / "new")
+    for make in (version_1_file, version_2_file, version_3_file):
+        assert schema(tmp_path / make.__name__) == schema(tmp_path / "new")
 
 
 # -- queries ---------------------------------------------------------------------------------

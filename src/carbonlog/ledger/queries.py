@@ -20,7 +20,8 @@ _SELECT_RUNS = (  # a stored tag holds no newline (clean_tag): one per line
     "COUNT(CASE WHEN i.label = 'epoch' THEN 1 END) AS epochs, "
     "COALESCE(SUM(i.energy_kwh), 0) AS energy_kwh, COALESCE(SUM(i.co2_kg), 0) AS co2_kg, "
     "COALESCE(SUM(i.gpu_j), 0) AS gpu_j, COALESCE(SUM(i.cpu_j), 0) AS cpu_j, "
-    "COALESCE(SUM(i.ram_j), 0) AS ram_j "
+    "COALESCE(SUM(i.ram_j), 0) AS ram_j, SUM(i.samples) AS samples, SUM(i.tokens) AS tokens, "
+    "SUM(i.embodied_kg) AS embodied_kg, SUM(i.water_l) AS water_l "
     "FROM runs r LEFT JOIN intervals i ON i.run_id = r.id"
 )
 
@@ -136,6 +137,14 @@ def _interval_record(row: Mapping, metrics: dict[str, float]) -> IntervalRecord:
         co2_kg=row["co2_kg"] or 0.0,
         estimated=tuple(filter(None, (row["estimated"] or "").split(","))),
         metrics=metrics,
+        band_j={
+            c: row[f"{c}_band_j"] for c in ("gpu", "cpu", "ram") if row[f"{c}_band_j"] is not None
+        },
+        methods=dict(pair.split("=", 1) for pair in (row["methods"] or "").split()),
+        samples=row["samples"],
+        tokens=row["tokens"],
+        embodied_kg=row["embodied_kg"],
+        water_l=row["water_l"],
     )
 
 
@@ -168,4 +177,11 @@ def _run_record(row: Mapping) -> RunRecord:
         gpu_j=row["gpu_j"],
         cpu_j=row["cpu_j"],
         ram_j=row["ram_j"],
+        samples=row["samples"],
+        tokens=row["tokens"],
+        embodied_kg=row["embodied_kg"],
+        water_l=row["water_l"],
+        search_id=row["search_id"],
+        trial=row["trial"],
+        trial_params=json.loads(row["trial_params"]) if row["trial_params"] else {},
     )

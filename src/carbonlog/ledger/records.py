@@ -58,6 +58,12 @@ class RunInfo:
     started_at: float | None = None
     launch: Mapping = field(default_factory=dict)
     """How the run was launched: processes, and the scheduler's job, step and nodes."""
+    search_id: str | None = None
+    """The hyperparameter search this run is a trial of (an Optuna study name...)."""
+    trial: str | None = None
+    """The trial's number or name within its search."""
+    trial_params: Mapping = field(default_factory=dict)
+    """The hyperparameters the trial tried."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,14 @@ class IntervalRecord:
     co2_kg: float
     estimated: tuple[str, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)
+    band_j: dict[str, float] = field(default_factory=dict)
+    """Each component's uncertainty half-width (J), for the components that have one stored."""
+    methods: dict[str, str] = field(default_factory=dict)
+    """How each component was measured: counter, sampled or model."""
+    samples: float | None = None
+    tokens: float | None = None
+    embodied_kg: float | None = None
+    water_l: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,13 @@ class RunRecord:
     gpu_j: float
     cpu_j: float
     ram_j: float
+    samples: float | None = None  # sums over the intervals that counted them; None if none did
+    tokens: float | None = None
+    embodied_kg: float | None = None
+    water_l: float | None = None
+    search_id: str | None = None
+    trial: str | None = None
+    trial_params: dict = field(default_factory=dict)
     intervals: list[IntervalRecord] = field(default_factory=list)
 
     @property

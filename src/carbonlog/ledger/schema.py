@@ -17,7 +17,7 @@ from collections.abc import Callable
 from carbonlog.ledger.records import LedgerError, clean_tag, metric_values, normalize_tags
 from carbonlog.units import J_PER_KWH
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x43624C67
 """PRAGMA application_id of the ledgers carbonlog creates ("CbLg")."""
 
@@ -246,9 +246,30 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
             )
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Intervals gain each component's uncertainty band and method, the work done (samples,
+    tokens), embodied emissions and water; runs gain the hyperparameter search they are a
+    trial of (search id, trial, its parameters as JSON). Older rows keep NULL: unknown."""
+    for column in (
+        "gpu_band_j REAL",
+        "cpu_band_j REAL",
+        "ram_band_j REAL",
+        "methods TEXT",
+        "samples REAL",
+        "tokens REAL",
+        "embodied_kg REAL",
+        "water_l REAL",
+    ):
+        conn.execute(f"ALTER TABLE intervals ADD COLUMN {column}")
+    for column in ("search_id TEXT", "trial TEXT", "trial_params TEXT"):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    conn.execute("CREATE INDEX runs_search ON runs(search_id)")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }
 """Version n -> the function that brings a version-n file to version n + 1."""
 

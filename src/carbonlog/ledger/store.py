@@ -107,6 +107,9 @@ class Ledger(Queries):
             "budget_kg": info.budget_kg,
             "budget_kwh": info.budget_kwh,
             "on_budget": info.on_budget,
+            "search_id": info.search_id,
+            "trial": info.trial,
+            "trial_params": _json(dict(info.trial_params)) if info.trial_params else None,
             **process.columns(),
             "started_at": info.started_at if info.started_at is not None else time.time(),
             "status": "running",
@@ -150,28 +153,32 @@ class Ledger(Queries):
         """Store one interval and the framework's metrics for it, committed at once."""
         values = metric_values(metrics)
 
+        row = {
+            "run_id": run_id,
+            "label": _text(interval.label),
+            "idx": interval.index,
+            "started_at": interval.started_at_s,
+            "duration_s": interval.duration_s,
+            "gpu_j": interval.gpu_j,
+            "cpu_j": interval.cpu_j,
+            "ram_j": interval.ram_j,
+            "pue": interval.pue,
+            "intensity_g_per_kwh": interval.intensity_g_per_kwh,
+            "intensity_source": _text(interval.intensity_source),
+            "energy_kwh": interval.energy_kwh,
+            "co2_kg": interval.co2_kg,
+            "estimated": _text(",".join(interval.estimated)),
+            **{f"{c}_band_j": interval.band_j.get(c) for c in ("gpu", "cpu", "ram")},
+            "methods": _text(" ".join(f"{c}={m}" for c, m in interval.methods.items())) or None,
+            "samples": interval.samples,
+            "tokens": interval.tokens,
+            "embodied_kg": interval.embodied_kg,
+            "water_l": interval.water_l,
+        }
+        sql = f"INSERT INTO intervals ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+
         def insert(conn: sqlite3.Connection) -> None:
-            interval_id = conn.execute(
-                "INSERT INTO intervals (run_id, label, idx, started_at, duration_s, gpu_j, "
-                "cpu_j, ram_j, pue, intensity_g_per_kwh, intensity_source, energy_kwh, co2_kg, "
-                "estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    _text(interval.label),
-                    interval.index,
-                    interval.started_at_s,
-                    interval.duration_s,
-                    interval.gpu_j,
-                    interval.cpu_j,
-                    interval.ram_j,
-                    interval.pue,
-                    interval.intensity_g_per_kwh,
-                    _text(interval.intensity_source),
-                    interval.energy_kwh,
-                    interval.co2_kg,
-                    _text(",".join(interval.estimated)),
-                ),
-            ).lastrowid
+            interval_id = conn.execute(sql, list(row.values())).lastrowid
             _put_metrics(conn, interval_id, values)
 
         self._write(insert)

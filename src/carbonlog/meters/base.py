@@ -8,6 +8,9 @@ from typing import Protocol, runtime_checkable
 from carbonlog.errors import CarbonlogError
 
 COMPONENTS = ("gpu", "cpu", "ram")
+METHODS = ("counter", "sampled", "model")
+"""How a meter knows its energy: a hardware energy counter, integrated power samples, or a
+power model (TDP, W/GiB, a forced constant)."""
 
 
 class MeterError(CarbonlogError, RuntimeError):
@@ -20,12 +23,18 @@ class Meter(Protocol):
 
     `energy_j()` is cumulative and never decreases; the tracker takes differences at
     interval edges. `estimated` is True when the figure comes from a model or sampled power
-    rather than a hardware energy counter. `fallback()` returns the estimate meter that takes
-    over when this one fails mid-run (a hardware fault); it starts at zero.
+    rather than a hardware energy counter; `method` is one of METHODS. `band_j(energy_j,
+    window_s)` is the half-width of the uncertainty band of `energy_j` joules this meter
+    measured over `window_s` seconds, grounded in published measurements of its method.
+    `fallback()` returns the estimate meter that takes over when this one fails mid-run (a
+    hardware fault); it starts at zero.
     """
 
     component: str
     estimated: bool
+    method: str
+
+    def band_j(self, energy_j: float, window_s: float) -> float: ...
 
     def start(self) -> None: ...
 
