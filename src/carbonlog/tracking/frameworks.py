@@ -22,6 +22,9 @@ def sync_loaded_frameworks() -> None:
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         for index in torch_devices_in_use(torch):
             torch.cuda.synchronize(index)
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available() and xpu.is_initialized():
+        xpu.synchronize()  # Intel GPUs: the same wait, on the device torch already uses
     jax = sys.modules.get("jax")
     if jax is not None and hasattr(jax, "live_arrays"):
         jax.block_until_ready(jax.live_arrays())
