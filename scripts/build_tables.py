@@ -7,6 +7,9 @@ carbontracker 2.4.7 (see REFERENCE_DATA_DIR/SOURCES.md) and writes compact table
 which every row names its source and the year its figure describes. The choices:
 
 Grids (grids.csv)
+- Conventions: every row says what its figure counts (CONVENTION): life-cycle, direct
+  (at the plants) or direct CO2. A life-cycle figure wins over any other for the same place;
+  the other conventions remain only where no source has a life-cycle figure for it.
 - Countries: among the annual averages the sources carry for a country, the newest year
   wins; on equal years carbontracker (Ember/OWID) > codecarbon (Ember/OWID) > Green
   Algorithms > eGRID's national figure. codecarbon's nordic FI row is not used: the file
@@ -17,14 +20,16 @@ Grids (grids.csv)
   averages (mlco2/impact; the newest year with at least half a year of hourly data) and
   Green Algorithms regions (Canadian provinces, Australian states, US states). Newest
   year wins; on equal years official factors > Electricity Maps > Green Algorithms.
-  codecarbon's canada_energy_mix.json carries generation shares without a year or an
-  intensity, so it is not used; Green Algorithms' and Electricity Maps' provinces are.
+  Canadian provinces: codecarbon's 2023 generation shares (canada_energy_mix.json, shipped
+  under data/private_infra/2023/) times its per-source factors, life-cycle for hydro, wind,
+  nuclear and solar, as codecarbon itself prices them.
 - World: the IEA figure both Green Algorithms and codecarbon publish (475 g/kWh, 2019).
 Clouds (clouds.csv)
 - Regions: the union of mlco2/impact impact.csv, codecarbon cloud_impact.csv and Green
   Algorithms' data centres, each placed on a grid (state or province when known).
-- Intensity: Google's own 2023 region figures for GCP (codecarbon cloud_impact.csv);
-  elsewhere the figure of the grid the region sits in, from grids.csv. mlco2/impact's
+- Intensity: the life-cycle figure of the grid the region sits in, from grids.csv; where
+  that grid has none, Google's own 2023 region figure for GCP (codecarbon cloud_impact.csv,
+  operational emissions), else the grid's figure with its convention. mlco2/impact's
   AWS and Azure intensities are 2018-2019 spot readings and are not used.
 - PUE: the data centre's published PUE (Green Algorithms 2020, then mlco2/impact), else
   the provider's fleet PUE (Green Algorithms defaults_PUE.csv), else none.
@@ -32,7 +37,13 @@ Clouds (clouds.csv)
   default of Green Algorithms' servers_offset.csv, else 0.
 Hardware (hardware.csv)
 - mlco2/impact gpus.csv and Green Algorithms' TDP_gpu/TDP_cpu, with the corrections in
-  HARDWARE_FIXES (datasheet figures, each with its URL and year); see the notes there.
+  HARDWARE_FIXES (datasheet figures, each with its URL and year) and the AMD, Intel and Apple
+  accelerators of ACCELERATORS; see the notes above each.
+The calculator's own data (mlco2_regions.csv, mlco2_hardware.csv)
+- mlco2/impact impact.csv and gpus.csv as the calculator reads them, in file order (its
+  cleanest-region pick keeps the first of equal regions): every region with its figure as
+  written, offset share and source; every hardware row with its TDP. Nothing is corrected
+  here: `estimate(..., dataset="mlco2")` reproduces the calculator, defects included.
 """
 
 from __future__ import annotations
@@ -57,12 +68,75 @@ EGRID = "EPA eGRID2023 (via codecarbon 3.3.2)"
 MEE = "China MEE/NBS 2023 provincial factors, CO2 only (via codecarbon 3.3.2)"
 NORDIC = "ENTSO-E 2025 generation mix, production-based (via codecarbon 3.3.2)"
 EMAPS = "Electricity Maps yearly average (via mlco2/impact)"
+CC_CANADA = (
+    "codecarbon 3.3.2 2023 generation shares (canada_energy_mix.json) x its per-source "
+    "factors (carbon_intensity_per_source.json)"
+)
 GA = "Green Algorithms v3"
 GOOGLE = "Google Cloud region carbon data 2023 (via codecarbon 3.3.2)"
 
 # Source priority on equal years (higher wins).
-PRIORITY = {CT: 5, CC_MIX: 4, EGRID: 4, MEE: 4, NORDIC: 4, EMAPS: 3, GA: 2}
+PRIORITY = {CT: 5, CC_MIX: 4, EGRID: 4, MEE: 4, NORDIC: 4, CC_CANADA: 4, EMAPS: 3, GA: 2}
 
+# What each source's figure counts (carbonlog.intensity.tables.CONVENTIONS):
+# - Ember (via OWID, carbontracker, codecarbon): "full lifecycle emissions including upstream
+#   methane, supply chain and manufacturing emissions, all gases, CO2e over 100 years"
+#   (Ember, Global Electricity Review 2024, supporting material: methodology).
+# - Electricity Maps: life-cycle factors, its default (app.electricitymaps.com methodology).
+# - codecarbon's Nordic zones and Canadian provinces: generation x its per-source factors
+#   (carbon_intensity_per_source.json), whose
+#   hydro, wind, nuclear and solar factors are the World Nuclear Association's life-cycle ones.
+# - EPA eGRID STC2ERTA: CO2e emitted at the plants. Google's region figures: "average
+#   operational gross emissions" (GoogleCloudPlatform/region-carbon-info README). Green
+#   Algorithms' rows: carbonfootprint.com generation factors and national inventories
+#   (Canada's UNFCCC submission: Quebec 1.5 g/kWh), all at the plants, but for its
+#   Electricity Maps rows.
+# - China's MEE factors and the IEA world average (475 g/kWh): CO2 alone, at the plants.
+CONVENTION = {
+    CT: "life-cycle",
+    CC_MIX: "life-cycle",
+    EMAPS: "life-cycle",
+    NORDIC: "life-cycle",
+    CC_CANADA: "life-cycle",
+    EGRID: "direct",
+    GOOGLE: "direct",
+    GA: "direct",
+    MEE: "direct CO2",
+}
+LIFE_CYCLE = "life-cycle"
+
+# Electricity Maps' old key "US-SC" is the Santee Cooper balancing authority (its newer key
+# US-CAR-SC), not South Carolina. Its other old US keys are kept as their states' figures:
+# CAISO (US-CA), ERCOT (US-TX), NYISO (US-NY) and TVA (US-TN) serve most of each state.
+EMAPS_ZONE_FIXES = {"US-SC": "US-CAR-SC"}
+# ISO 3166-2:CA codes of canada_energy_mix.json's provinces, and the per-source factor
+# (carbon_intensity_per_source.json) of each of its generation columns; "other" and "tidal"
+# have none and count 0 (0 % of every province's mix in the file).
+CANADA_CODES = {
+    "alberta": "CA-AB",
+    "british columbia": "CA-BC",
+    "manitoba": "CA-MB",
+    "new brunswick": "CA-NB",
+    "newfoundland and labrador": "CA-NL",
+    "northwest territories": "CA-NT",
+    "nova scotia": "CA-NS",
+    "nunavut": "CA-NU",
+    "ontario": "CA-ON",
+    "prince edward island": "CA-PE",
+    "quebec": "CA-QC",
+    "saskatchewan": "CA-SK",
+    "yukon": "CA-YT",
+}
+CANADA_FACTORS = {
+    "naturalGas": "natural_gas",
+    "petroleum": "petroleum",
+    "coal": "coal",
+    "biomass": "biomass",
+    "nuclear": "nuclear",
+    "hydro": "hydroelectricity",
+    "wind": "wind",
+    "solar": "solar",
+}
 # Code fixes: codecarbon's Namibia has no alpha-2 in carbontracker (pandas read "NA" as
 # NaN); Green Algorithms writes Manitoba "CA-MT" (ISO 3166-2 is CA-MB) and Hong Kong
 # "CN-HK" (ISO 3166-1 is HK); Electricity Maps writes Australia "AUS-".
@@ -118,11 +192,32 @@ class Row:
     source: str
     year: int | None
     alpha3: str = ""
+    convention: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.convention:
+            self.convention = convention(self.source)
+
+
+def convention(source: str) -> str:
+    """What a source's figure counts: Green Algorithms' Electricity Maps rows are life-cycle."""
+    name = source.split(":")[0]
+    if name == GA and "electricitymap" in source.lower():
+        return LIFE_CYCLE
+    return CONVENTION[name]
 
 
 def best(candidates: list[Row]) -> Row:
-    """Newest year first, then the source priority."""
-    return max(candidates, key=lambda r: (r.year or 0, PRIORITY.get(r.source.split(":")[0], 0)))
+    """A life-cycle figure first (the tables' one convention where any source has it), then
+    the newest year, then the source priority."""
+    return max(
+        candidates,
+        key=lambda r: (
+            r.convention == LIFE_CYCLE,
+            r.year or 0,
+            PRIORITY.get(r.source.split(":")[0], 0),
+        ),
+    )
 
 
 def read_csv(path: Path, skip: int = 0) -> list[dict[str, str]]:
@@ -210,7 +305,7 @@ def electricity_maps_zones(ref: Path) -> list[Row]:
             newest[r["zone_key"]] = r
     rows = []
     for zone, r in newest.items():
-        code = re.sub(r"^AUS-", "AU-", zone)
+        code = EMAPS_ZONE_FIXES.get(zone, re.sub(r"^AUS-", "AU-", zone))
         rows.append(
             Row(
                 code,
@@ -221,6 +316,19 @@ def electricity_maps_zones(ref: Path) -> list[Row]:
                 int(r["year"]),
             )
         )
+    return rows
+
+
+def canadian_provinces(ref: Path) -> list[Row]:
+    """Each province's 2023 generation shares x codecarbon's per-source factors."""
+    cc = ref / "codecarbon-3.3.2"
+    mix = json.loads((cc / "canada_energy_mix.json").read_text())
+    factor = json.loads((cc / "carbon_intensity_per_source.json").read_text())
+    rows = []
+    for name, shares in mix.items():
+        g_per_kwh = sum(shares[k] * factor[f] for k, f in CANADA_FACTORS.items()) / shares["total"]
+        title = " ".join(w if w == "and" else w.capitalize() for w in name.split())
+        rows.append(Row(CANADA_CODES[name], title, "subdivision", g_per_kwh, CC_CANADA, 2023))
     return rows
 
 
@@ -251,6 +359,7 @@ def subdivisions(ref: Path) -> dict[str, Row]:
             Row(code, r["description"], "subdivision", r["emission_factor"], source, r["year"])
         )
     cands += electricity_maps_zones(ref)
+    cands += canadian_provinces(ref)
     for r in read_csv(ref / "green-algorithms" / "CI_aggregated.csv", skip=1):
         if r["Type"] != "Region":
             continue
@@ -285,6 +394,7 @@ def world(ref: Path) -> Row:
                 float(r["carbonIntensity"]),
                 f"IEA Global Energy & CO2 Status Report 2019 (via {GA})",
                 data_year(r["comments"]),
+                convention="direct CO2",
             )
     raise SystemExit("no WORLD row in CI_aggregated.csv")
 
@@ -331,11 +441,11 @@ def cloud_regions(ref: Path, grids: dict[str, Row], alpha2_by_name: dict[str, st
     for key, reg in sorted(regions.items()):
         m, g, ga = reg.get("mlco2"), reg.get("google"), reg.get("ga")
         location = place(key, m, g, ga, grids, subdivision_by_name, alpha2_by_name)
-        if g:
-            g_per_kwh, source, year = float(g["impact"]), GOOGLE, 2023
+        grid = grids[location]
+        if g and grid.convention != LIFE_CYCLE:
+            g_per_kwh, source, year, kind = float(g["impact"]), GOOGLE, 2023, CONVENTION[GOOGLE]
         else:
-            grid = grids[location]
-            g_per_kwh, year = grid.g_per_kwh, grid.year
+            g_per_kwh, year, kind = grid.g_per_kwh, grid.year, grid.convention
             source = f"grid {location}: {grid.source}"
         pue, pue_source = "", ""
         if ga and ga["PUE"]:
@@ -365,6 +475,7 @@ def cloud_regions(ref: Path, grids: dict[str, Row], alpha2_by_name: dict[str, st
                 "offset_source": offset_source,
                 "source": source,
                 "year": year or "",
+                "convention": kind,
             }
         )
     return out
@@ -431,6 +542,19 @@ NVIDIA_A10 = (
     "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a10/pdf/a10-datasheet.pdf"
 )
 TPU_DOCS = "https://cloud.google.com/tpu/docs/system-architecture-tpu-vm"
+TPU_V3 = "https://cloud.google.com/tpu/docs/v3"
+NVIDIA_ADA = (
+    "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf"
+)
+NVIDIA_GA102 = (
+    "https://www.nvidia.com/content/PDF/nvidia-ampere-ga-102-gpu-architecture-whitepaper-v2.pdf"
+)
+NVIDIA_TURING = (
+    "https://images.nvidia.com/aem-dam/en-zz/Solutions/design-visualization/technologies/"
+    "turing-architecture/NVIDIA-Turing-Architecture-Whitepaper.pdf"
+)
+NVIDIA_A5000 = "https://nvdam.widen.net/s/wrqrqt75vh/nvidia-rtx-a5000-datasheet"
+NVIDIA_TITAN_V = "https://www.nvidia.com/en-us/titan/titan-v/: 110 TFLOPS deep learning"
 PATTERSON = "https://arxiv.org/abs/2104.10350"
 JOUPPI = "https://arxiv.org/abs/2304.01433"
 
@@ -441,11 +565,21 @@ JOUPPI = "https://arxiv.org/abs/2304.01433"
 # - V100: gpus.csv has PCIe at 300 W and SXM2 16 GB at 250 W, the reverse of the
 #   datasheet (SXM2 300 W, PCIe 250 W), and non-tensor FP16 for some rows.
 # - A10G: 8 fields for 9 columns (the TFLOPS16 field is missing, the rest shifted left).
-# - TPU v2/v3: gpus.csv says 221 W / 283 W, Green Algorithms 280 W / 220 W, both citing
-#   Patterson et al. 2021, whose table gives mean measured power per chip of 221 W (v2)
-#   and 283 W (v3); Green Algorithms has them swapped and rounded. 221/283 is kept, and
-#   TPU v4 is likewise its mean power (170 W, Jouppi et al. 2023; 192 W max).
-#   Memory is per chip (gpus.csv gives the four-chip board's).
+# - TPU v2/v3: gpus.csv says 221 W / 283 W (Patterson et al. 2021's mean per chip, which
+#   counts the host's share), Green Algorithms 280 W / 220 W. Google's own TPU v3 page gives
+#   the chip's measured min/mean/max power as 123/220/262 W: v3 is its mean, 220 W; v2 keeps
+#   Patterson's 221 W, and TPU v4 is likewise its mean power (170 W, Jouppi et al. 2023; 192 W
+#   max). Memory is per chip (gpus.csv gives the four-chip board's).
+# - GeForce and RTX workstation cards: tflops16 is the whitepapers' dense "FP16 Tensor TFLOPS
+#   with FP32 accumulate" (mixed-precision training accumulates in FP32; GeForce cards run it
+#   at half the FP16-accumulate rate, Titan and Quadro/RTX cards at the full rate). gpus.csv's
+#   FP16 figures for them are the plain rate. Every one is SMs x tensor FLOP per SM per clock
+#   x boost clock: Turing and Ampere GA102 do 1024 (FP16 accumulate) per SM per clock, e.g. RTX
+#   2080 Ti 68 x 1024 x 1.545 GHz / 2 = 53.8, A5000 64 x 1024 x 1.695 GHz = 111.1 (its
+#   datasheet's 222.2 is with sparsity). The A10G and RTX 3080 Ti have no published figure.
+# - AGX Xavier: gpus.csv's 16 TFLOPS FP32 is its INT8/FP16 deep-learning figure; its Volta GPU
+#   has 512 CUDA cores at up to 1377 MHz, 512 x 2 FLOP x 1.377 GHz = 1.41 TFLOPS FP32.
+# - Tesla M40 24GB: gpus.csv gives 12 GB, the memory of the 12 GB model.
 # - TPU v5e/v5p: Google publishes no per-chip power; the rows carry FLOPS and memory,
 #   and estimate() asks for tdp_w= for them.
 # - GTX 750: TFLOPS given in GFLOPS and a 250 W TDP (the card is 55 W).
@@ -454,7 +588,56 @@ JOUPPI = "https://arxiv.org/abs/2304.01433"
 #   back to FP32 for the other rows.
 # - A bare family name ("A100", "H100", "V100") means its SXM part, the form that cloud
 #   training instances (p4d, a2, p5, a3) use.
+# The accelerators the AMD, Intel and Apple meters see (issue 18), named as their drivers
+# report them (amdsmi "AMD Instinct MI300X", torch.xpu "Intel(R) Data Center GPU Max 1550",
+# torch.hpu "GAUDI2", the CPU brand "Apple M2 Max"). tflops16 is dense FP16/BF16 on the
+# matrix units (AMD Matrix Cores, Intel XMX and MME); TDP is the board's (TBP).
+# - Intel Max: Intel gives Xe cores, max clock and TBP; the peaks follow from Xe-HPC's 8 vector
+#   engines (16 FP32 lanes, FMA) and 8 XMX engines (256 FP16 FMA) per Xe core:
+#   FP32 = cores x 256 FLOP x GHz, FP16/BF16 = cores x 4096 FLOP x GHz.
+#   Max 1550: 128 cores at 1.6 GHz; Max 1100: 56 cores at 1.55 GHz.
+# - Arc A770: 32 Xe cores (4096 FP32 lanes) at its 2.1 GHz graphics clock: 17.2 TFLOPS FP32;
+#   Intel publishes its XMX rate in INT8 TOPS only, so no tflops16.
+# - Gaudi: the Gaudi 3 white paper's MME BF16 peaks (Gaudi 2 432, Gaudi 3 1835 TFLOPS); Gaudi
+#   3 is the 900 W OAM module (HL-325L), not the 600 W PCIe card (HL-338).
+# - Apple: Apple states GPU FP32 throughput for the M1 family only, and no chip's power:
+#   estimate() asks for tdp_w= for every Apple row.
+AMD_INSTINCT = "https://www.amd.com/en/products/accelerators/instinct"
+AMD_MI200 = f"AMD Instinct MI250X data sheet, {AMD_INSTINCT}/mi200/mi250x.html"
+AMD_MI300 = f"AMD Instinct MI300X data sheet, {AMD_INSTINCT}/mi300/mi300x.html"
+AMD_MI325 = f"AMD Instinct MI325X data sheet, {AMD_INSTINCT}/mi300/mi325x.html"
+INTEL_MAX = "Intel Data Center GPU Max Series product specifications (ark.intel.com)"
+INTEL_ARC = "Intel Arc A770 Graphics product specifications (ark.intel.com)"
+GAUDI3_PAPER = "Intel Gaudi 3 AI Accelerator White Paper, 2024"
+APPLE_M1 = "Apple Newsroom, Apple unleashes M1 (2020-11-10): 2.6 teraflops"
+APPLE_M1_PRO = "Apple, M1 Pro and M1 Max launch event (2021-10-18): 5.2 and 10.4 teraflops"
+APPLE_M1_ULTRA = "Apple, M1 Ultra launch event (2022-03-08): 21 teraflops"
+APPLE_NONE = "Apple publishes neither this chip's power nor its FLOPS"
 # fmt: off
+ACCELERATORS = [
+    # name, kind, tdp_w, tflops32, tflops16, memory_gb, source, year, aliases, replaces
+    ("AMD Instinct MI250X", "gpu", 560, 47.9, 383, 128, AMD_MI200, 2021, "", ""),
+    ("AMD Instinct MI300X", "gpu", 750, 163.4, 1307.4, 192, AMD_MI300, 2023, "", ""),
+    ("AMD Instinct MI325X", "gpu", 1000, 163.4, 1307.4, 256, AMD_MI325, 2024, "", ""),
+    ("Intel Gaudi 2", "hpu", 600, None, 432, 96, GAUDI3_PAPER, 2024, "HL-225", ""),
+    ("Intel Gaudi 3", "hpu", 900, None, 1835, 128, GAUDI3_PAPER, 2024, "HL-325L", ""),
+    ("Intel Data Center GPU Max 1550", "gpu", 600, 52.4, 838.9, 128,
+     f"{INTEL_MAX}: 128 Xe cores at 1.6 GHz, 600 W", 2023,
+     "Intel(R) Data Center GPU Max 1550", ""),
+    ("Intel Data Center GPU Max 1100", "gpu", 300, 22.2, 355.5, 48,
+     f"{INTEL_MAX}: 56 Xe cores at 1.55 GHz, 300 W", 2023,
+     "Intel(R) Data Center GPU Max 1100", ""),
+    ("Intel Arc A770", "gpu", 225, 17.2, None, 16,
+     f"{INTEL_ARC}: 32 Xe cores at 2.1 GHz, 225 W", 2022,
+     "Intel(R) Arc(TM) A770 Graphics", ""),
+    ("Apple M1", "gpu", None, 2.6, None, None, APPLE_M1, 2020, "", ""),
+    ("Apple M1 Pro", "gpu", None, 5.2, None, None, APPLE_M1_PRO, 2021, "", ""),
+    ("Apple M1 Max", "gpu", None, 10.4, None, None, APPLE_M1_PRO, 2021, "", ""),
+    ("Apple M1 Ultra", "gpu", None, 21, None, None, APPLE_M1_ULTRA, 2022, "", ""),
+    *((f"Apple {chip}", "gpu", None, None, None, None, APPLE_NONE, None, "", "")
+      for chip in ("M2", "M2 Pro", "M2 Max", "M2 Ultra", "M3", "M3 Pro", "M3 Max",
+                   "M3 Ultra", "M4", "M4 Pro", "M4 Max")),
+]
 HARDWARE_FIXES = [
     # name, kind, tdp_w, tflops32, tflops16, memory_gb, source, year, aliases, replaces
     ("H200 SXM", "gpu", 700, 67, 989.5, 141, NVIDIA_H200, 2024, "H200;H200 141GB HBM3e", ""),
@@ -491,9 +674,26 @@ HARDWARE_FIXES = [
     ("TPU v2", "tpu", 221, None, 45, 16,
      f"power: mean per chip, Patterson et al. 2021 {PATTERSON}; FLOPS: {TPU_DOCS}", 2021,
      "TPUv2 Chip", "TPUv2 Chip"),
-    ("TPU v3", "tpu", 283, None, 123, 32,
-     f"power: mean per chip, Patterson et al. 2021 {PATTERSON}; FLOPS: {TPU_DOCS}", 2021,
-     "TPUv3 Chip", "TPUv3 Chip"),
+    ("TPU v3", "tpu", 220, None, 123, 32,
+     f"power: measured mean per chip (min/mean/max 123/220/262 W), {TPU_V3}; FLOPS: {TPU_V3}",
+     None, "TPUv3 Chip", "TPUv3 Chip"),
+    ("RTX 4090", "gpu", 450, 82.6, 165.2, 24, NVIDIA_ADA, 2022, "", "RTX 4090"),
+    ("RTX 3090", "gpu", 350, 35.6, 71, 24, NVIDIA_GA102, 2020, "", "RTX 3090"),
+    ("RTX 3080", "gpu", 320, 29.8, 59.5, 10, NVIDIA_GA102, 2020, "", "RTX 3080"),
+    ("RTX A6000", "gpu", 300, 38.7, 154.8, 48, NVIDIA_GA102, 2020, "", "RTX A6000"),
+    ("RTX A5000", "gpu", 230, 27.8, 111.1, 24, NVIDIA_A5000, 2021, "", "RTX A5000"),
+    ("RTX 2080 Ti", "gpu", 250, 13.4, 53.8, 11, NVIDIA_TURING, 2018, "", "RTX 2080 Ti"),
+    ("RTX 2080", "gpu", 215, 10.1, 40.3, 8, NVIDIA_TURING, 2018, "", "RTX 2080"),
+    ("Titan RTX", "gpu", 280, 16.3, 130.5, 24, NVIDIA_TURING, 2018, "", "Titan RTX"),
+    ("RTX 8000", "gpu", 260, 16.3, 130.5, 48, NVIDIA_TURING, 2018, "Quadro RTX 8000",
+     "RTX 8000"),
+    ("Titan V", "gpu", 250, 14.9, 110, 12, NVIDIA_TITAN_V, 2017, "", "Titan V"),
+    ("AGX Xavier", "gpu", 30, 1.41, None, None,
+     "https://elinux.org/Jetson_AGX_Xavier: 512 CUDA cores at up to 1377 MHz", None, "",
+     "AGX Xavier"),
+    ("Tesla M40 24GB", "gpu", 250, 6.844, None, 24,
+     "https://www.techpowerup.com/gpu-specs/tesla-m40.c2771; memory: the model's 24 GB", None,
+     "", "Tesla M40 24GB"),
     ("TPU v4", "tpu", 170, None, 275, 32,
      f"power: mean per chip, Jouppi et al. 2023 {JOUPPI}; FLOPS: {TPU_DOCS}", 2023, "", ""),
     ("TPU v5e", "tpu", None, None, 197, 16,
@@ -502,6 +702,7 @@ HARDWARE_FIXES = [
     ("TPU v5p", "tpu", None, None, 459, 95,
      "FLOPS: https://cloud.google.com/tpu/docs/v5p; no per-chip power published", 2023,
      "", ""),
+    *ACCELERATORS,
 ]
 # fmt: on
 HARDWARE_COLUMNS = [
@@ -589,6 +790,79 @@ def hardware(ref: Path) -> list[dict]:
     return sorted(rows.values(), key=lambda r: (r["kind"], r["name"].lower()))
 
 
+# The calculator's own data --------------------------------------------------------------
+
+MLCO2_REGION_COLUMNS = [
+    "provider",
+    "region",
+    "name",
+    "provider_name",
+    "country",
+    "state",
+    "city",
+    "g_per_kwh",
+    "offset_ratio",
+    "source",
+    "year",
+]
+MLCO2_HARDWARE_COLUMNS = ["name", "kind", "tdp_w", "source"]
+MLCO2_SOURCE = "mlco2/impact data/impact.csv"
+
+
+def figure_year(text: str) -> int | None:
+    """The newest year a calculator row's source or comment names ("2018_8_electricity",
+    "July 2, 2019", "average for oct21-oct22"), else None."""
+    years = [int(y) for y in re.findall(r"(?<!\d)(20[0-2]\d)(?!\d)", text)]
+    years += [2000 + int(y) for y in re.findall(r"\b[a-z]{3}(\d{2})\b", text.lower())]
+    return max(years) if years else None
+
+
+def mlco2_regions(ref: Path) -> list[dict]:
+    """impact.csv's 82 regions in file order, figures as written; Scaleway's region, which
+    the file leaves empty, is carbonlog's id for it (fr-par)."""
+    rows = []
+    for r in read_csv(ref / "mlco2-impact" / "impact.csv"):
+        region = r["region"] or ("fr-par" if r["provider"] == "scaleway" else "")
+        if not region:
+            raise SystemExit(f"impact.csv row without a region: {r}")
+        rows.append(
+            {
+                "provider": r["provider"],
+                "region": region,
+                "name": r["regionName"] or region,
+                "provider_name": r["providerName"],
+                "country": r["country"],
+                "state": r["state"],
+                "city": r["city"].rstrip(","),
+                "g_per_kwh": float(r["impact"]),
+                "offset_ratio": float(r["offsetRatio"]) / 100,
+                "source": f"{MLCO2_SOURCE}: {r['source'] or 'no source given'}",
+                "year": figure_year(f"{r['source']} {r['comment']}"),
+            }
+        )
+    return rows
+
+
+def mlco2_hardware(ref: Path) -> list[dict]:
+    """gpus.csv's 48 rows in file order with the TDP the calculator uses: the third field and
+    the last (the source), also in the A10G row that lacks a field between them."""
+    rows = []
+    with (ref / "mlco2-impact" / "gpus.csv").open(encoding="utf-8") as f:
+        for fields in csv.reader(f):
+            if fields[0] == "name":
+                continue
+            name, kind, tdp, source = (x.strip() for x in (*fields[:3], fields[-1]))
+            rows.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "tdp_w": float(tdp),
+                    "source": f"mlco2/impact data/gpus.csv: {source}",
+                }
+            )
+    return rows
+
+
 def fmt(value) -> str:
     if value is None:
         return ""
@@ -621,7 +895,7 @@ def main(argv: list[str]) -> None:
     alpha2_by_name = {row.name.lower(): code for code, row in country_rows.items()}
     write(
         "grids.csv",
-        ["code", "alpha3", "name", "kind", "g_per_kwh", "source", "year"],
+        ["code", "alpha3", "name", "kind", "g_per_kwh", "source", "year", "convention"],
         [vars(row) for row in grids.values()],
     )
     clouds = cloud_regions(ref, grids, alpha2_by_name)
@@ -639,6 +913,7 @@ def main(argv: list[str]) -> None:
             "offset_source",
             "source",
             "year",
+            "convention",
         ],
         clouds,
     )
@@ -649,6 +924,8 @@ def main(argv: list[str]) -> None:
         [{"provider": p, "label": PROVIDERS[p][0], "name": PROVIDERS[p][1]} for p in used],
     )
     write("hardware.csv", HARDWARE_COLUMNS, hardware(ref))
+    write("mlco2_regions.csv", MLCO2_REGION_COLUMNS, mlco2_regions(ref))
+    write("mlco2_hardware.csv", MLCO2_HARDWARE_COLUMNS, mlco2_hardware(ref))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Each figure names its source and the year it describes, so a report can cite it.
 orders of magnitude for a reader, not accounting factors: the car figure is the EU fleet
 of new cars, the flight a single published trip, the tree a mean urban tree. An equivalent is
 shown only from MEANINGFUL units up ("0.000000045 flights" pictures nothing).
+The ML CO2 Impact calculator uses US EPA figures instead (its car: 247.3 g/km, the average US
+passenger vehicle, 2.3 times the new EU car): `dataset="mlco2"` gives its three.
 """
 
 from __future__ import annotations
@@ -93,6 +95,46 @@ TREE_MONTHS = Equivalent(
 EQUIVALENTS = (CAR_KM, SMARTPHONE_CHARGES, FLIGHTS, TREE_MONTHS)
 BY_KEY = {e.key: e for e in EQUIVALENTS}
 
+_CALCULATOR = (
+    "US EPA Greenhouse Gas Equivalencies Calculator, as the ML CO2 Impact calculator carries "
+    "it (mlco2/impact js/grayscale.js fillComparisonTable)"
+)
+KM_PER_MILE = 1.609344
+LB_PER_KG = 2.204623  # the calculator's conversion
+CALCULATOR_CAR_KM = Equivalent(
+    key="car_km",
+    unit="km by car",
+    kg_per_unit=3.98e-4 * 1e3 / KM_PER_MILE,
+    source=f"{_CALCULATOR}: 3.98e-4 metric tons CO2e per mile, the average passenger vehicle",
+    year=2019,
+    phrase="like driving {n} km in an average US passenger vehicle",
+)
+CALCULATOR_COAL_KG = Equivalent(
+    key="coal_kg",
+    unit="kg of coal burned",
+    kg_per_unit=9.05e-4 * 1e3 * LB_PER_KG,
+    source=f"{_CALCULATOR}: 9.05e-4 metric tons CO2 per pound of coal burned",
+    year=2019,
+    phrase="like burning {n} kg of coal",
+)
+CALCULATOR_SEEDLINGS = Equivalent(
+    key="tree_seedlings",
+    unit="urban tree seedling grown for 10 years",
+    kg_per_unit=0.060 * 1e3,
+    source=f"{_CALCULATOR}: 0.060 metric tons CO2 per urban tree planted",
+    year=2019,
+    phrase="what {n} urban tree seedlings absorb in 10 years",
+)
+CALCULATOR_EQUIVALENTS = (CALCULATOR_CAR_KM, CALCULATOR_COAL_KG, CALCULATOR_SEEDLINGS)
+_SETS = {"carbonlog": EQUIVALENTS, "mlco2": CALCULATOR_EQUIVALENTS}
+
+
+def equivalents_of(dataset: str = "carbonlog") -> tuple[Equivalent, ...]:
+    """carbonlog's equivalents, or the calculator's (dataset="mlco2")."""
+    if dataset not in _SETS:
+        raise ConfigurationError(f"dataset must be one of {tuple(_SETS)}, got {dataset!r}")
+    return _SETS[dataset]
+
 
 def _amount(value: float) -> str:
     """Two significant digits below 100, never in exponent form: 0.000034, 0.42, 19; whole
@@ -108,9 +150,9 @@ def _grams(kg: float) -> str:
     return f"{kg * G_PER_KG:.4g} g" if kg < 1 else f"{kg:.4g} kg"
 
 
-def equivalents(kg: float) -> dict[str, float]:
-    """Every equivalent of `kg` CO2, by key."""
-    return {e.key: e.amount(kg) for e in EQUIVALENTS}
+def equivalents(kg: float, dataset: str = "carbonlog") -> dict[str, float]:
+    """Every equivalent of `kg` CO2 of a dataset, by key."""
+    return {e.key: e.amount(kg) for e in equivalents_of(dataset)}
 
 
 def describe(kg: float, key: str = "car_km") -> str:
@@ -129,12 +171,12 @@ def describe_tangible(kg: float) -> str | None:
     return None
 
 
-def meaningful(kg: float) -> list[Equivalent]:
-    """The equivalents of which `kg` CO2 is at least MEANINGFUL units, in the order of
-    EQUIVALENTS; none for a mass too small to picture."""
-    return [e for e in EQUIVALENTS if e.means_something(kg)]
+def meaningful(kg: float, dataset: str = "carbonlog") -> list[Equivalent]:
+    """The equivalents of a dataset of which `kg` CO2 is at least MEANINGFUL units, in their
+    order; none for a mass too small to picture."""
+    return [e for e in equivalents_of(dataset) if e.means_something(kg)]
 
 
-def describe_all(kg: float) -> list[str]:
-    """The meaningful equivalents of `kg` CO2 in words, in the order of EQUIVALENTS."""
-    return [e.describe(kg) for e in meaningful(kg)]
+def describe_all(kg: float, dataset: str = "carbonlog") -> list[str]:
+    """The meaningful equivalents of `kg` CO2 in words, in the order of the dataset's set."""
+    return [e.describe(kg) for e in meaningful(kg, dataset)]

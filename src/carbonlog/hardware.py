@@ -8,6 +8,8 @@ that one row alone contains is that row ("A6000"). A name that several rows cont
 PCIe", "A100 80GB": the PCIe and the SXM4 part) is ambiguous, and an unknown or ambiguous
 name is a ConfigurationError (a ValueError) that lists the candidates or close matches.
 `candidates` lists the rows a name could mean, for showing which one it resolved to.
+`dataset="mlco2"` reads the ML CO2 Impact calculator's own 48 rows instead (mlco2_hardware.csv:
+its names and TDPs as it uses them, uncorrected, with no FLOPS).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Hardware:
     """One accelerator or CPU: TDP in W, dense peak TFLOPS (FP32; FP16/BF16 on matrix units)."""
 
     name: str
-    kind: str  # "gpu" | "tpu" | "cpu"
+    kind: str  # "gpu" | "tpu" | "hpu" (Intel Gaudi) | "cpu"
     tdp_w: float | None
     tflops32: float | None
     tflops16: float | None
@@ -70,13 +72,20 @@ def _float(text: str) -> float | None:
     return float(text) if text else None
 
 
+_FILES = {"carbonlog": "hardware.csv", "mlco2": "mlco2_hardware.csv"}
+
+
 @cache
-def _table() -> tuple[dict[str, Hardware], dict[str, str], dict[str, list[list[str]]]]:
+def _table(
+    dataset: str = "carbonlog",
+) -> tuple[dict[str, Hardware], dict[str, str], dict[str, list[list[str]]]]:
     """(normalised name -> row, normalised alias -> normalised name, normalised name -> the
-    tokens of the row's name and of each alias)."""
+    tokens of the row's name and of each alias) of a dataset's table."""
     from importlib import resources  # lazily: it costs ~9 ms at import
 
-    text = resources.files("carbonlog").joinpath("data", "hardware.csv").read_text("utf-8")
+    if dataset not in _FILES:
+        raise ConfigurationError(f"dataset must be one of {tuple(_FILES)}, got {dataset!r}")
+    text = resources.files("carbonlog").joinpath("data", _FILES[dataset]).read_text("utf-8")
     rows: dict[str, Hardware] = {}
     aliases: dict[str, str] = {}
     spellings: dict[str, list[list[str]]] = {}
@@ -86,47 +95,47 @@ def _table() -> tuple[dict[str, Hardware], dict[str, str], dict[str, list[list[s
             name=r["name"],
             kind=r["kind"],
             tdp_w=_float(r["tdp_w"]),
-            tflops32=_float(r["tflops32"]),
-            tflops16=_float(r["tflops16"]),
-            memory_gb=_float(r["memory_gb"]),
+            tflops32=_float(r.get("tflops32", "")),
+            tflops16=_float(r.get("tflops16", "")),
+            memory_gb=_float(r.get("memory_gb", "")),
             source=r["source"],
-            year=int(r["year"]) if r["year"] else None,
+            year=int(r["year"]) if r.get("year") else None,
         )
         spellings[key] = [_tokens(r["name"])]
-        for alias in filter(None, r["aliases"].split(";")):
+        for alias in filter(None, r.get("aliases", "").split(";")):
             aliases[_norm(alias)] = key
             spellings[key].append(_tokens(alias))
     return rows, aliases, spellings
 
 
-def all_hardware() -> list[Hardware]:
-    """Every row of the table."""
-    return list(_table()[0].values())
+def all_hardware(dataset: str = "carbonlog") -> list[Hardware]:
+    """Every row of a dataset's table."""
+    return list(_table(dataset)[0].values())
 
 
-def candidates(name: str) -> list[Hardware]:
+def candidates(name: str, dataset: str = "carbonlog") -> list[Hardware]:
     """The rows whose name or an alias contains `name` (ignoring case, spaces, punctuation and
     vendor words; its words and numbers in order, or as one piece), by name."""
-    rows, aliases, spellings = _table()
+    rows, aliases, spellings = _table(dataset)
     key, query = _norm(name), _tokens(name)
     found = {k for k in rows if key in k} | {v for a, v in aliases.items() if key in a}
     found |= {k for k, spelled in spellings.items() if any(_within(query, t) for t in spelled)}
     return sorted((rows[k] for k in found), key=lambda row: row.name)
 
 
-def lookup(name: str) -> Hardware:
-    """The row for `name`: exact (ignoring case, spaces, punctuation, vendor words) or an
-    alias, else the one row of `candidates`; otherwise a ConfigurationError listing the
-    candidates (ambiguous) or the close matches (unknown)."""
+def lookup(name: str, dataset: str = "carbonlog") -> Hardware:
+    """The row for `name` in a dataset's table: exact (ignoring case, spaces, punctuation, vendor
+    words) or an alias, else the one row of `candidates`; otherwise a ConfigurationError listing
+    the candidates (ambiguous) or the close matches (unknown)."""
     if not isinstance(name, str) or not _norm(name):
         raise ConfigurationError(f"hardware must be a name such as 'A100 SXM4 80 GB', got {name!r}")
-    rows, aliases, _ = _table()
+    rows, aliases, _ = _table(dataset)
     key = _norm(name)
     if key in rows:
         return rows[key]
     if key in aliases:
         return rows[aliases[key]]
-    containing = [row.name for row in candidates(name)]
+    containing = [row.name for row in candidates(name, dataset)]
     if len(containing) == 1 and len(key) >= 3:
         return next(r for r in rows.values() if r.name == containing[0])
     by_norm = {_norm(r.name): r.name for r in rows.values()}

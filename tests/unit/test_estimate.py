@@ -28,35 +28,6 @@ def test_pue_multiplies_energy_and_cloud_regions_use_the_provider_pue():
     assert e.offset_kg == pytest.approx(e.co2_kg)  # Google offsets 100 %
 
 
-# Rows of the ML CO2 Impact calculator (mlco2/impact data/gpus.csv, data/impact.csv), worked
-# by hand the way its page computes them (js/grayscale.js setDetails):
-#   energy = round2(W x h / 1000); kg/kWh = round2(parseInt(impact) / 1000);
-#   co2 = round2(energy x kg/kWh); offset = round2(co2 x offsetRatio / 100).
-# The calculator's kg/kWh is passed as `intensity` (g/kWh); carbonlog keeps full precision,
-# so its results are rounded to two decimals here to compare.
-CALCULATOR_ROWS = [
-    # hardware, hours, region, impact g/kWh in impact.csv, -> kg/kWh, kWh, kg CO2, kg offset
-    ("T4", 100, "gcp:us-central1", 566.3, 0.57, 7.00, 3.99, 3.99),
-    ("A100 SXM4 80 GB", 24, "aws:us-east-1", 367.8, 0.37, 9.60, 3.55, 0.00),
-    ("RTX 2080 Ti", 40, "azure:westeurope", 569, 0.57, 10.00, 5.70, 5.70),
-    ("H100 SXM", 10, "gcp:europe-west6", 16, 0.02, 7.00, 0.14, 0.14),
-    ("Tesla K80", 3, "aws:eu-west-3", 105, 0.1, 0.90, 0.09, 0.00),
-]
-
-
-@pytest.mark.parametrize(
-    ("hardware", "hours", "region", "impact", "kg_per_kwh", "kwh", "kg", "offset"), CALCULATOR_ROWS
-)
-def test_reproduces_the_calculator_rows(
-    hardware, hours, region, impact, kg_per_kwh, kwh, kg, offset
-):
-    assert round(int(impact) / 1000, 2) == kg_per_kwh  # the calculator's truncation
-    e = estimate(hardware, hours=hours, location=region, pue=1.0, intensity=kg_per_kwh * 1000)
-    assert round(e.energy_kwh, 2) == kwh
-    assert round(e.co2_kg, 2) == kg
-    assert round(e.offset_kg, 2) == offset
-
-
 def test_cleanest_region_of_the_same_provider_and_how_many_times_less():
     e = estimate("V100 SXM2 16GB", hours=100, location="gcp:asia-south1", pue=1.0)
     regions = [g for code, g in _clouds().items() if code.startswith("gcp:")]
@@ -100,7 +71,7 @@ def test_compare_hardware_prices_the_same_work_by_flops_per_watt():
 
 
 def test_compare_falls_back_to_fp32_and_refuses_without_flops():
-    e = estimate("RTX 3090", hours=1, location="FR", compare_hardware="RTX 4090")
+    e = estimate("GTX 1080", hours=1, location="FR", compare_hardware="RTX 4090")
     assert e.comparisons[0].precision == "fp32"
     with pytest.raises(ValueError, match="cannot compare"):
         estimate("Tesla P4", location="FR", compare_hardware="T4")
@@ -158,7 +129,7 @@ def test_a_bare_family_name_means_its_sxm_part():
 def test_the_known_defects_are_fixed():
     a10g = lookup("A10G")  # the shifted row of gpus.csv
     assert a10g.tdp_w == 150 and a10g.tflops32 == 31.52 and a10g.memory_gb == 24
-    assert lookup("TPU v2").tdp_w == 221 and lookup("TPU v3").tdp_w == 283  # Patterson et al.
+    assert lookup("TPU v2").tdp_w == 221  # Patterson et al.; TPU v3: test_hardware_precision
     assert lookup("V100 PCIe 16GB").tdp_w == 250 and lookup("V100 SXM2 16GB").tdp_w == 300
     assert lookup("A100 PCIe 80 GB").tdp_w == 300
     assert lookup("H100 SXM").tflops16 == 989.5  # dense, not the with-sparsity figure

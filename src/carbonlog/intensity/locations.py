@@ -4,6 +4,7 @@ Accepted: ISO 3166 alpha-2 and alpha-3 codes and English country names ("FR", "F
 "France"), subdivisions ("US-CA", "CA-QC", "AU-NSW", or their names where unambiguous),
 cloud regions ("gcp:us-central1", "aws:eu-north-1", "azure:westeurope") and "WORLD".
 Anything else is a ConfigurationError (a ValueError) that lists the closest matches.
+`resolve_calculator` reads the ML CO2 Impact calculator's regions, which are cloud regions only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import unicodedata
 from functools import cache
 
 from carbonlog.errors import ConfigurationError
-from carbonlog.intensity.tables import Grid, tables
+from carbonlog.intensity.tables import Grid, mlco2_regions, tables
 
 # Names users reach for that are not the provider codes or ISO codes of the tables.
 PROVIDER_ALIASES = {"google": "gcp", "gce": "gcp", "amazon": "aws", "microsoft": "azure"}
@@ -92,3 +93,25 @@ def resolve(location: str) -> Grid:
     if code is None:
         raise _unknown(text)
     return t.grids[code]
+
+
+def resolve_calculator(location: str) -> Grid:
+    """The calculator's row for a cloud region ("gcp:us-central1", "coreweave:lga1"); a
+    ConfigurationError listing its closest regions otherwise."""
+    if not isinstance(location, str) or ":" not in location:
+        raise ConfigurationError(
+            f"the ML CO2 Impact calculator knows cloud regions only ('gcp:us-central1'), got "
+            f"{location!r}; for another site pass intensity= (g CO2e/kWh)"
+        )
+    provider, region = (part.strip() for part in location.split(":", 1))
+    provider = PROVIDER_ALIASES.get(provider.lower(), provider.lower())
+    regions = mlco2_regions()
+    by_fold = {f"{g.provider}:{_fold(code.split(':', 1)[1])}": g for code, g in regions.items()}
+    grid = by_fold.get(f"{provider}:{_fold(region)}")
+    if grid is None:
+        import difflib
+
+        close = difflib.get_close_matches(location.strip().lower(), list(regions), n=5, cutoff=0.6)
+        hint = f"; closest matches: {', '.join(repr(c) for c in close)}" if close else ""
+        raise ConfigurationError(f"the ML CO2 Impact calculator has no region {location!r}{hint}")
+    return grid

@@ -2,7 +2,8 @@
 
 Three files under carbonlog/data: grids.csv (world, countries, subdivisions), clouds.csv
 (cloud regions with the provider's PUE and offset share) and providers.csv (names).
-Each row keeps the source and the year its figure describes.
+Each row keeps the source, the year its figure describes and its convention (CONVENTIONS).
+mlco2_regions.csv is the ML CO2 Impact calculator's own region table, as it reads it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,16 @@ import csv
 import io
 from dataclasses import dataclass
 from functools import cache
+
+CONVENTIONS = {
+    "life-cycle": "CO2e over the plants' life cycle (fuel supply, construction) per kWh",
+    "direct": "CO2e emitted at the plants (combustion) per kWh, nothing upstream",
+    "direct CO2": "CO2 alone emitted at the plants per kWh, no other gas, nothing upstream",
+    "mixed": "the ML CO2 Impact calculator's figures, each as its own source publishes it",
+}
+"""What a row's figure counts. The tables prefer life-cycle figures; see docs/methodology.md."""
+DATASETS = ("carbonlog", "mlco2")
+"""carbonlog's own tables, or the ML CO2 Impact calculator's (`estimate(dataset="mlco2")`)."""
 
 
 @dataclass(frozen=True)
@@ -21,7 +32,8 @@ class Grid:
     provider's published PUE for a cloud region (None elsewhere); `offset_ratio` is the
     share of emissions the provider offsets, 0..1 (0 when unknown). `kind` is "world",
     "country", "subdivision", "cloud" or "user"; `location` is the grid a cloud region
-    draws from ("US-IA"), or `code` itself for a grid.
+    draws from ("US-IA"), or `code` itself for a grid; `convention` is a key of CONVENTIONS
+    (None for a figure the user gave).
     """
 
     code: str
@@ -35,6 +47,7 @@ class Grid:
     kind: str = "country"
     location: str | None = None
     pue_source: str | None = None
+    convention: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ def tables() -> Tables:
             year=_year(row["year"]),
             kind=row["kind"],
             location=code,
+            convention=row["convention"],
         )
         if row["alpha3"]:
             alpha3[row["alpha3"]] = code
@@ -100,8 +114,34 @@ def tables() -> Tables:
             kind="cloud",
             location=row["location"] or None,
             pue_source=row["pue_source"] or None,
+            convention=row["convention"],
         )
     return Tables(grids=grids, clouds=clouds, alpha3=alpha3, providers=providers)
+
+
+@cache
+def mlco2_regions() -> dict[str, Grid]:
+    """The calculator's regions by "provider:region", in its file's order (its cleanest-region
+    pick keeps the first of equal regions), each figure as the file writes it."""
+    providers = tables().providers
+    regions: dict[str, Grid] = {}
+    for row in _rows("mlco2_regions.csv"):
+        provider, region = row["provider"], row["region"]
+        label = providers.get(provider, (provider, provider))[0]
+        regions[f"{provider}:{region}"] = Grid(
+            code=f"{provider}:{region}",
+            name=f"{label} {region} ({row['name'] if row['name'] != region else row['city']})",
+            g_per_kwh=float(row["g_per_kwh"]),
+            source=row["source"],
+            year=_year(row["year"]),
+            provider=provider,
+            offset_ratio=float(row["offset_ratio"]),
+            kind="cloud",
+            location=None,
+            pue_source="none: the calculator's formula has no PUE",
+            convention="mixed",
+        )
+    return regions
 
 
 def coverage() -> dict:
