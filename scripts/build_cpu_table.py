@@ -6,13 +6,17 @@ Usage: python scripts/build_cpu_table.py [REFERENCE_DATA_DIR] [--out CSV]
 Sources, read as shipped (see the reference dir's SOURCES.md):
 - codecarbon-3.3.2/cpu_power.csv (MIT): ~4,900 models, TDP in W. Year 2026: the snapshot
   holds models added to CodeCarbon in April 2026 (Intel Core Ultra 7 155H, mlco2/codecarbon#1157).
-- green-algorithms/TDP_cpu.csv (CC BY 4.0), data v3: ~90 models, each with its own URL.
-  Year 2022: no release year is filled in; 2022 is the latest date the v3 data files cite.
+- green-algorithms/TDP_cpu.csv (CC BY 4.0), data v3: ~90 models, each with its own URL, and
+  their physical cores (n_cores). Year 2022: no release year is filled in; 2022 is the latest
+  date the v3 data files cite.
 
 Rows are keyed by carbonlog.meters.cpu_table.normalize(name). On a key both sources give,
 CodeCarbon (the newer snapshot) wins; within one source, variants of a model that collapse to
 one key (e.g. "Phenom II X4 945 (95W)" and "(125W)") keep the highest TDP, since a TDP is a
 rating, not a measurement. Malformed TDPs (e.g. "27.29.5") are skipped. Conflicts are printed.
+A row's cores (physical cores per socket, 0 where unknown) come from whichever source has them
+(Green Algorithms only), whichever source's TDP is kept: the CPU model scales a VM's or
+container's share of a socket by them.
 """
 
 from __future__ import annotations
@@ -49,17 +53,26 @@ def _watts(text: str) -> float | None:
     return value if value > 0 else None
 
 
-def read_codecarbon(ref: Path) -> list[tuple[str, float, str, int]]:
-    """(name, tdp_w, source, year) rows of CodeCarbon's table."""
+Row = tuple[str, float, str, int, int]
+"""(name, tdp_w, source, year, cores); cores 0 where the source does not say."""
+
+
+def _cores(text: str) -> int:
+    return int(text) if text.strip().isdigit() else 0
+
+
+def read_codecarbon(ref: Path) -> list[Row]:
+    """(name, tdp_w, source, year, 0) rows of CodeCarbon's table (it has no core counts)."""
     path, source, year = CODECARBON
     with open(ref / path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         next(reader)  # Name,TDP
-        return [(n.strip(), w, source, year) for n, t in reader if (w := _watts(t)) is not None]
+        return [(n.strip(), w, source, year, 0) for n, t in reader if (w := _watts(t)) is not None]
 
 
-def read_green_algorithms(ref: Path) -> list[tuple[str, float, str, int]]:
-    """(name, tdp_w, source with the row's URL, year) rows; the generic "Any" row is left out."""
+def read_green_algorithms(ref: Path) -> list[Row]:
+    """(name, tdp_w, source with the row's URL, year, cores) rows; the generic "Any" row is
+    left out."""
     path, source, year = GREEN_ALGORITHMS
     with open(ref / path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -69,15 +82,17 @@ def read_green_algorithms(ref: Path) -> list[tuple[str, float, str, int]]:
         for record in reader:
             name, tdp, url = record[0].strip(), _watts(record[1]), record[7].strip()
             if tdp is not None and name != "Any":
-                rows.append((name, tdp, f"{source}: {url}" if url else source, year))
+                cited = f"{source}: {url}" if url else source
+                rows.append((name, tdp, cited, year, _cores(record[2])))
         return rows
 
 
-def merge(*sources: list[tuple[str, float, str, int]]) -> dict[str, tuple[str, float, str, int]]:
-    """One row per normalised key; earlier sources win, a source's own variants keep the max."""
-    table: dict[str, tuple[str, float, str, int]] = {}
+def merge(*sources: list[Row]) -> dict[str, Row]:
+    """One row per normalised key; earlier sources win, a source's own variants keep the max;
+    cores come from the first source that has them."""
+    table: dict[str, Row] = {}
     for rows in sources:
-        own: dict[str, tuple[str, float, str, int]] = {}
+        own: dict[str, Row] = {}
         for row in rows:
             key = normalize(row[0])
             if key and (key not in own or row[1] > own[key][1]):
@@ -86,7 +101,10 @@ def merge(*sources: list[tuple[str, float, str, int]]) -> dict[str, tuple[str, f
             kept = table.get(key)
             if kept is None:
                 table[key] = row
-            elif kept[1] != row[1]:
+                continue
+            if not kept[4] and row[4]:
+                table[key] = (*kept[:4], row[4])
+            if kept[1] != row[1]:
                 print(
                     f"conflict {key!r}: kept {kept[1]:g} W ({kept[2][:30]}), "
                     f"dropped {row[1]:g} W ({row[2][:30]})"
@@ -105,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["key", "name", "tdp_w", "source", "year"])
+        writer.writerow(["key", "name", "tdp_w", "source", "year", "cores"])
         for key in sorted(table):
-            name, tdp_w, source, year = table[key]
-            writer.writerow([key, name, f"{tdp_w:g}", source, year])
+            name, tdp_w, source, year, cores = table[key]
+            writer.writerow([key, name, f"{tdp_w:g}", source, year, cores])
     print(f"wrote {len(table)} CPU models to {args.out}")
     return 0
 

@@ -4,7 +4,8 @@ Each FakeGpu follows a power profile in real time (time.monotonic), the way a Ho
 reports it (../shared/measurements/nvml-hopper.md): every reading changes in 100 ms ticks;
 the total-energy counter (mJ) is the exact integral of the profile up to the last tick; the
 instant field (NVML_FI_DEV_POWER_INSTANT) is the mean power of the last tick, so it tracks;
-nvmlDeviceGetPowerUsage is the mean over the last second, so it lags. Failure modes: a GPU
+nvmlDeviceGetPowerUsage is the mean over the last second on Ampere and newer except GA100, so
+it lags, and the last tick's mean on GA100 and older (NVML API reference). Failure modes: a GPU
 without the counter (NOT_SUPPORTED, as pre-Volta, MIG or vGPU), a GPU lost after N readings
 (GPU_IS_LOST), a missing library (nvmlInit raises LIBRARY_NOT_FOUND).
 
@@ -19,6 +20,7 @@ configured from these environment variables:
     CARBONLOG_FAKE_NVML_NAME=...           device name (default "NVIDIA H100 80GB HBM3")
     CARBONLOG_FAKE_NVML_LIMIT_W=700        enforced power limit, W
     CARBONLOG_FAKE_NVML_NO_COUNTER=1       the energy counter is NOT_SUPPORTED
+    CARBONLOG_FAKE_NVML_NO_INSTANT=1       the instant-power field is NOT_SUPPORTED
     CARBONLOG_FAKE_NVML_LOST_AFTER=N       each GPU raises GPU_IS_LOST after N readings
     CARBONLOG_FAKE_NVML_MISSING=1          the NVML library is missing
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 import uuid as uuidlib
@@ -54,6 +57,11 @@ NVML_ERROR_UNKNOWN = 999
 NVML_FI_DEV_POWER_AVERAGE = 185
 NVML_FI_DEV_POWER_INSTANT = 186
 NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_DEVICE_ARCH_VOLTA = 5
+NVML_DEVICE_ARCH_AMPERE = 7
+NVML_DEVICE_ARCH_HOPPER = 9
+
+_GA100 = re.compile(r"\bA(?:100|30|800)\b")  # A100, A30, A800: GA100, instantaneous power
 
 _ERROR_NAMES = {value: name for name, value in globals().items() if name.startswith("NVML_ERROR_")}
 
@@ -115,6 +123,7 @@ class FakeGpu:
     profile: PowerProfile | float | str = 300.0
     counter: bool = True
     instant: bool = True
+    architecture: int = NVML_DEVICE_ARCH_HOPPER
     lost_after: int | None = None
     flaky_reads: frozenset[int] = frozenset()
     """Reads (numbered from 1) that fail once with NVML_ERROR_UNKNOWN, as a busy driver does."""
@@ -172,7 +181,7 @@ class FakeNvml:
         self._lock = threading.Lock()
         for name, value in globals().items():
             if (
-                name.startswith(("NVML_ERROR_", "NVML_FI_", "NVML_VALUE_"))
+                name.startswith(("NVML_ERROR_", "NVML_FI_", "NVML_VALUE_", "NVML_DEVICE_ARCH_"))
                 or name == "NVML_SUCCESS"
             ):
                 setattr(self, name, value)
@@ -263,6 +272,10 @@ class FakeNvml:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         return _Handle(handle.gpu)
 
+    def nvmlDeviceGetArchitecture(self, handle: _Handle) -> int:
+        self._check_init()
+        return handle.gpu.architecture
+
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         self._check_init()
         if handle.mig is not None:
@@ -296,7 +309,10 @@ class FakeNvml:
 
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
         tick_s = self._reading(handle)
-        return round(1000 * handle.gpu.profile.energy_j(tick_s - AVERAGE_S, tick_s) / AVERAGE_S)
+        gpu = handle.gpu
+        averaged = gpu.architecture >= NVML_DEVICE_ARCH_AMPERE and not _GA100.search(gpu.name)
+        window_s = AVERAGE_S if averaged else TICK_S
+        return round(1000 * gpu.profile.energy_j(tick_s - window_s, tick_s) / window_s)
 
     def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: Sequence[int]) -> list:
         tick_s = self._reading(handle)
@@ -332,6 +348,7 @@ def from_env(environ: dict[str, str] | None = None) -> FakeNvml:
             power_limit_w=float(env.get("CARBONLOG_FAKE_NVML_LIMIT_W", "700")),
             profile=profiles[min(i, len(profiles) - 1)],
             counter=env.get("CARBONLOG_FAKE_NVML_NO_COUNTER", "") in ("", "0"),
+            instant=env.get("CARBONLOG_FAKE_NVML_NO_INSTANT", "") in ("", "0"),
             lost_after=int(lost_after) if lost_after else None,
         )
         for i in range(count)

@@ -15,6 +15,7 @@ from carbonlog.meters import (
     check_meter_options,
     rapl,
 )
+from carbonlog.meters.base import METHODS
 from carbonlog.meters.model import CpuModelMeter, RamModelMeter
 from carbonlog.meters.nvml import NvmlMeter
 from carbonlog.meters.rapl import RaplMeter
@@ -135,11 +136,33 @@ def test_rapl_without_dram_keeps_the_ram_model(tmp_path):
     ]
 
 
-def test_no_rapl_means_models_without_a_warning(tmp_path, carbon_warnings):
+def test_no_rapl_means_models_without_a_rapl_warning(tmp_path, carbon_warnings):
     meters = build(tmp_path)
     assert kinds(meters) == [("cpu", CpuModelMeter), ("ram", RamModelMeter)]
-    assert all(m.estimated for m in meters)
-    assert carbon_warnings == []
+    assert all(m.estimated and m.method == "model" for m in meters)
+    # a VM's or container's share of its sockets may be said; nothing about RAPL is
+    assert not [w for w in carbon_warnings if "RAPL" in w.getMessage()]
+
+
+def test_every_meter_built_has_a_method_and_a_band(tmp_path):
+    tree = FakeRaplTree.intel(tmp_path / "powercap", sockets=1, dram=False)
+    nvml = FakeNvml([FakeGpu()])
+    meters = build(tmp_path, gpus="auto", nvml=nvml, powercap_root=tree.root)
+    forced = build(tmp_path, power_w={"gpu": 300.0, "cpu": 50.0, "ram": 5.0})
+    methods = [(m.component, m.method) for m in meters + forced]
+    assert methods == [
+        ("gpu", "counter"),
+        ("cpu", "counter"),
+        ("ram", "model"),
+        ("gpu", "model"),
+        ("cpu", "model"),
+        ("ram", "model"),
+    ]
+    assert all(m.method in METHODS for m in meters + forced)
+    bands = [m.band_j(1000.0, 10.0) for m in meters + forced]
+    one_update = [1000 * 0.1 / 9.9, 1000 * 0.001 / 9.999]  # NVML, RAPL
+    assert bands == pytest.approx([*one_update, 400.0, 400.0, 400.0, 400.0])
+    close(meters + forced)
 
 
 def test_cpu_model_is_used_even_where_rapl_is_readable(tmp_path):

@@ -89,3 +89,25 @@ def test_auto_measures_a_macs_gpu_where_there_is_no_other(tmp_path, monkeypatch)
     assert isinstance(gpu, AcceleratorMeter) and gpu.component == "gpu"
     assert gpu.devices()[0]["fields"] == ["gpu_mj", "gpu_sram_mj", "ane_mj"]
     gpu.close()
+
+
+def test_auto_measures_a_macs_cpu_and_dram_from_its_counters_not_the_models(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "zeus_apple_silicon", FakeAppleSilicon(M2))
+    for missing in ("amdsmi", "pyzes"):
+        monkeypatch.setitem(sys.modules, missing, None)
+    meters = build_meters(
+        nvml=FakeNvml([], library_missing=True),
+        gpus=None,
+        ram=True,
+        powercap_root=tmp_path,  # no RAPL here
+        hwmon_root=tmp_path,
+    )
+    by_component = {m.component: m for m in meters}
+    assert set(by_component) == {"cpu", "ram"}
+    assert all(isinstance(m, AcceleratorMeter) for m in meters)
+    assert by_component["cpu"].devices()[0]["fields"] == ["cpu_total_mj"]
+    assert by_component["ram"].devices()[0]["fields"] == ["dram_mj"]
+    for meter in meters:
+        meter.close()

@@ -1,28 +1,32 @@
-"""Model meters (TDP x load, W per GiB) and the CPU TDP table they read."""
+"""Model meters (TDP x load of this machine's share, W per GiB allocated) and the CPU table."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import subprocess
 import sys
 import time
 from collections import namedtuple
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from carbonlog.meters import cpu_table
+from carbonlog.meters import MeterError, cpu_table
+from carbonlog.meters.allocation import Allowance
 from carbonlog.meters.model import (
-    CHILDREN_RESCAN_S,
     DEFAULT_W_PER_THREAD,
     GIB,
     IDLE_FRACTION,
     RAM_W_PER_GIB,
+    CpuInfo,
     CpuModelMeter,
     RamModelMeter,
+    cgroup_load,
+    cpus_load,
     read_cpuinfo,
 )
+from carbonlog.meters.uncertainty import MODEL_FRACTION
 
 REPO = Path(__file__).resolve().parents[2]
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal guest guest_nice")
@@ -37,46 +41,18 @@ class Clock:
 
 
 class FakePsutil:
-    """The psutil calls the models make, with values a test sets."""
-
-    Error = type("Error", (Exception,), {})
+    """The psutil calls the CPU model makes, with values a test sets."""
 
     def __init__(self):
         self.times = CpuTimes(*[0.0] * 10)
+        self.per_cpu = [CpuTimes(*[0.0] * 10) for _ in range(4)]
         self.threads = 16
-        self.rss = [0]  # this process, then its children
-        self.children_listed = 0
-        self.memory = SimpleNamespace(total=64 * GIB, available=48 * GIB)
 
-    def cpu_times(self):
-        return self.times
+    def cpu_times(self, percpu=False):
+        return self.per_cpu if percpu else self.times
 
     def cpu_count(self, logical=True):
         return self.threads
-
-    def virtual_memory(self):
-        return self.memory
-
-    def Process(self):  # noqa: N802 - psutil's name
-        fake = self
-
-        class Proc:
-            """Process `index` of `fake.rss` (0: this one), read live like psutil does."""
-
-            def __init__(self, index):
-                self._index = index
-
-            def memory_info(self):
-                rss = fake.rss[self._index] if self._index < len(fake.rss) else None
-                if rss is None:
-                    raise fake.Error("gone")
-                return SimpleNamespace(rss=rss)
-
-            def children(self, recursive=False):
-                fake.children_listed += 1
-                return [Proc(i) for i in range(1, len(fake.rss))]
-
-        return Proc(0)
 
     def run(self, busy_s: float, idle_s: float, iowait_s: float = 0.0, guest_s: float = 0.0):
         """CPU time passes: busy (user, guest inside it), idle and iowait seconds."""
@@ -89,6 +65,18 @@ class FakePsutil:
         )
 
 
+WHOLE = Allowance(16.0, "CPU affinity")
+
+
+def cpuinfo_text(model: str, logical: int, sockets: int, siblings: int, cores: int) -> str:
+    """/proc/cpuinfo of `logical` CPUs spread over `sockets`, as Linux writes it."""
+    return "".join(
+        f"processor\t: {i}\nmodel name\t: {model}\nphysical id\t: {i % sockets}\n"
+        f"siblings\t: {siblings}\ncpu cores\t: {cores}\n\n"
+        for i in range(logical)
+    )
+
+
 CPUINFO_2S = "".join(
     f"processor\t: {i}\nvendor_id\t: GenuineIntel\n"
     f"model name\t: Intel(R) Xeon(R) Platinum 8480+\nphysical id\t: {i % 2}\n\n"
@@ -99,31 +87,75 @@ CPUINFO_2S = "".join(
 # -- CPU ---------------------------------------------------------------------------------
 
 
-def test_read_cpuinfo_finds_model_and_sockets(tmp_path):
+def test_read_cpuinfo_finds_model_sockets_siblings_and_cores(tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text(CPUINFO_2S)
-    assert read_cpuinfo(path) == ("Intel(R) Xeon(R) Platinum 8480+", 2)
-    assert read_cpuinfo(tmp_path / "absent") == (None, 1)
+    assert read_cpuinfo(path) == ("Intel(R) Xeon(R) Platinum 8480+", 2, 0, 0)
+    path.write_text(cpuinfo_text("AMD EPYC 7763 64-Core Processor", 4, 1, 4, 2))
+    assert read_cpuinfo(path) == ("AMD EPYC 7763 64-Core Processor", 1, 4, 2)
+    assert read_cpuinfo(path).threads_per_core == 2
+    assert read_cpuinfo(tmp_path / "absent") == (None, 1, 0, 0)
+    assert CpuInfo("x", 1).threads_per_core == 1
 
 
-def test_known_cpu_is_table_tdp_times_sockets(tmp_path):
+def test_known_cpu_on_the_whole_machine_is_table_tdp_times_sockets(tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text(CPUINFO_2S)
-    meter = CpuModelMeter.for_host(path, psutil_module=FakePsutil())
-    assert meter.tdp_w == 700.0 and meter.estimated
+    meter = CpuModelMeter.for_host(path, psutil_module=FakePsutil(), allowed=WHOLE)
+    assert meter.tdp_w == 700.0 and meter.estimated and meter.method == "model"
     (device,) = meter.devices()
     assert device["matched"] == "Intel Xeon Platinum 8480+"
-    assert device["sockets"] == 2 and device["year"] == 2026
+    assert device["sockets"] == 2 and device["year"] == 2026 and device["share"] == 1.0
 
 
-def test_unknown_cpu_is_the_per_thread_default(tmp_path):
+def test_a_2_vcpu_vm_on_an_epyc_7763_is_charged_its_share_and_told_once(tmp_path, caplog):
+    # the issue's case: whole sockets charged 280 W; 2 of 64 cores x 2 threads is 4.375 W
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo_text("AMD EPYC 7763 64-Core Processor", 2, 1, 2, 1))
+    psutil = FakePsutil()
+    psutil.threads = 2
+    with caplog.at_level(logging.WARNING, logger="carbonlog"):
+        meter = CpuModelMeter.for_host(path, psutil_module=psutil, allowed=Allowance(2.0, "x"))
+        CpuModelMeter.for_host(path, psutil_module=psutil, allowed=Allowance(2.0, "x"))
+    assert meter.tdp_w == pytest.approx(280 * 2 / 128) == pytest.approx(4.375)
+    assert meter.devices()[0]["socket_threads"] == 128
+    said = [r.getMessage() for r in caplog.records if "hardware threads" in r.getMessage()]
+    assert len(said) == 1 and "2 of the 128" in said[0] and "4.4 W of 280 W" in said[0]
+
+
+def test_a_container_on_a_two_socket_host_is_charged_its_quota(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo_text("AMD EPYC 7763 64-Core Processor", 256, 2, 128, 64))
+    psutil = FakePsutil()
+    psutil.threads = 256
+    quota = Allowance(4.0, "cgroup /sys/fs/cgroup")
+    meter = CpuModelMeter.for_host(path, psutil_module=psutil, allowed=quota)
+    assert meter.tdp_w == pytest.approx(2 * 280 * 4 / 256)
+    whole = CpuModelMeter.for_host(path, psutil_module=psutil, allowed=Allowance(256.0, "x"))
+    assert whole.tdp_w == 560.0
+
+
+def test_a_known_cpu_without_core_counts_shares_by_the_siblings_it_sees(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo_text("Intel(R) Xeon(R) Platinum 8480+", 224, 2, 112, 56))
+    psutil = FakePsutil()
+    psutil.threads = 224
+    meter = CpuModelMeter.for_host(path, psutil_module=psutil, allowed=Allowance(28.0, "x"))
+    assert meter.tdp_w == pytest.approx(700 * 28 / 224)
+
+
+def test_unknown_cpu_is_the_per_thread_default_of_the_allowed_cpus(tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text("processor\t: 0\nmodel name\t: QEMU Virtual CPU version 2.5+\n")
     psutil = FakePsutil()
     psutil.threads = 12
-    meter = CpuModelMeter.for_host(path, psutil_module=psutil)
+    meter = CpuModelMeter.for_host(path, psutil_module=psutil, allowed=Allowance(12.0, "x"))
     assert meter.tdp_w == DEFAULT_W_PER_THREAD * 12
     assert meter.devices()[0]["name"] == "QEMU Virtual CPU version 2.5+"
+    quota = Allowance(1.5, "cgroup q")
+    limited = CpuModelMeter.for_host(path, psutil_module=psutil, allowed=quota)
+    assert limited.tdp_w == DEFAULT_W_PER_THREAD * 1.5
+    assert limited.devices()[0]["allowed_by"] == "cgroup q"
 
 
 def test_load_curve_is_linear_from_idle_fraction_to_tdp():
@@ -149,60 +181,80 @@ def test_cpu_energy_integrates_the_load_between_reads():
     assert meter.energy_j() == pytest.approx(meter.power_w(0.5) * 10 + 500 + 20.0)
 
 
+def test_a_cgroup_slice_is_charged_its_own_cpu_time_over_its_allowed_cpus(tmp_path):
+    clock = Clock()
+    (tmp_path / "cpu.stat").write_text("usage_usec 5000000\nuser_usec 4000000\n")
+    meter = CpuModelMeter(100.0, clock=clock, load=cgroup_load(tmp_path, 2.0, clock))
+    meter.start()
+    clock.now_s = 1.0
+    (tmp_path / "cpu.stat").write_text("usage_usec 6000000\n")  # 1 CPU-s of 2 allowed: u = 0.5
+    assert meter.energy_j() == pytest.approx(100 * (0.2 + 0.8 * 0.5))  # 60 J, by hand
+    (tmp_path / "cpu.stat").unlink()
+    clock.now_s = 2.0
+    with pytest.raises(MeterError, match="no longer readable"):
+        meter.energy_j()
+
+
+def test_an_affinity_slice_is_charged_the_load_of_its_own_cpus():
+    psutil, clock = FakePsutil(), Clock()
+    meter = CpuModelMeter(100.0, clock=clock, load=cpus_load(psutil, {1}))
+    meter.start()
+    clock.now_s = 1.0
+    psutil.per_cpu[0] = psutil.per_cpu[0]._replace(idle=1.0)  # another tenant's CPU, idle
+    psutil.per_cpu[1] = psutil.per_cpu[1]._replace(user=1.0)  # ours, busy
+    assert meter.energy_j() == pytest.approx(100.0)
+
+
+def test_for_host_reads_a_slices_load_from_the_cgroup_that_limits_it(tmp_path):
+    (tmp_path / "cpu.stat").write_text("usage_usec 0\n")
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo_text("AMD EPYC 7763 64-Core Processor", 16, 1, 16, 8))
+    quota = Allowance(2.0, f"cgroup {tmp_path}", tmp_path)
+    meter = CpuModelMeter.for_host(path, psutil_module=FakePsutil(), allowed=quota)
+    assert meter.devices()[0]["load_of"] == f"cgroup {tmp_path}"
+    whole = CpuModelMeter.for_host(path, psutil_module=FakePsutil(), allowed=WHOLE)
+    assert whole.devices()[0]["load_of"] == "this machine"
+
+
 def test_cpu_fallback_is_a_fresh_model():
     meter = CpuModelMeter(100.0, {"name": "x"}, psutil_module=FakePsutil())
     fresh = meter.fallback()
     assert fresh.tdp_w == 100.0 and fresh.energy_j() == 0.0 and fresh.estimated
 
 
+def test_model_bands_are_fischers_40_percent_whatever_the_window():
+    cpu = CpuModelMeter(100.0, psutil_module=FakePsutil())
+    ram = RamModelMeter(Allowance(8 * GIB, "installed memory"))
+    assert MODEL_FRACTION == 0.40
+    for meter in (cpu, ram):
+        assert meter.band_j(1000.0, 0.3) == meter.band_j(1000.0, 3600.0) == pytest.approx(400.0)
+
+
 # -- RAM ---------------------------------------------------------------------------------
 
 
-def test_ram_process_scope_counts_this_process_and_its_children():
-    psutil, clock = FakePsutil(), Clock()
-    psutil.rss = [2 * GIB, 1 * GIB, None]  # the second child ends while being read
-    meter = RamModelMeter(psutil_module=psutil, clock=clock)
-    assert meter.used_bytes() == 3 * GIB
-    meter.start()
-    clock.now_s = 10.0
-    psutil.rss = [4 * GIB, 1 * GIB]
-    # trapezoid between 3 and 5 GiB over 10 s
-    assert meter.energy_j() == pytest.approx(RAM_W_PER_GIB * 4 * 10)
-    assert meter.estimated and meter.devices()[0]["bytes_in_use"] == 5 * GIB
-    assert psutil.children_listed == 2  # listed again once CHILDREN_RESCAN_S passed
-
-
-def test_ram_children_are_listed_again_only_every_few_seconds():
-    psutil, clock = FakePsutil(), Clock()
-    psutil.rss = [1 * GIB, 1 * GIB]
-    meter = RamModelMeter(psutil_module=psutil, clock=clock)
-    meter.start()
-    clock.now_s = 1.0
-    psutil.rss = [1 * GIB, 2 * GIB, 5 * GIB]  # the known child grew; a new one started
-    assert meter.used_bytes() == 3 * GIB and psutil.children_listed == 1
-    clock.now_s = 1.0 + CHILDREN_RESCAN_S
-    assert meter.used_bytes() == 8 * GIB and psutil.children_listed == 2
-
-
-def test_ram_node_scope_counts_memory_in_use():
-    psutil, clock = FakePsutil(), Clock()
-    meter = RamModelMeter("node", psutil_module=psutil, clock=clock)
+def test_ram_is_w_per_gib_of_the_memory_allocated_at_constant_power():
+    clock = Clock()
+    meter = RamModelMeter(Allowance(16 * GIB, "cgroup /sys/fs/cgroup"), clock=clock)
+    assert meter.energy_j() == 0.0
     meter.start()
     clock.now_s = 100.0
     assert meter.energy_j() == pytest.approx(0.3725 * 16 * 100)
+    assert RAM_W_PER_GIB == 0.3725 and meter.power_w == pytest.approx(5.96)
+    (device,) = meter.devices()
+    assert device["bytes_allocated"] == 16 * GIB
+    assert device["allocated_by"] == "cgroup /sys/fs/cgroup"
+    fresh = meter.fallback()
+    assert fresh.power_w == meter.power_w and fresh.energy_j() == 0.0
 
 
-def test_ram_scope_is_checked():
-    with pytest.raises(ValueError, match="scope"):
-        RamModelMeter("gpu")
-
-
-def test_models_run_on_the_real_psutil():
-    cpu, ram = CpuModelMeter.for_host(), RamModelMeter()
+def test_models_run_on_this_machine():
+    cpu, ram = CpuModelMeter.for_host(), RamModelMeter.for_host()
     cpu.start()
     ram.start()
     time.sleep(0.05)
     assert cpu.energy_j() > 0 and ram.energy_j() > 0
+    assert ram.power_w > 0.3725 * ram.allocated.amount / GIB * 0.99
 
 
 # -- the CPU table -----------------------------------------------------------------------
@@ -226,6 +278,11 @@ def test_cpuinfo_names_match_the_table(cpuinfo_name, tdp_w, matched):
     assert cpu_table.cpu_tdp_w(cpuinfo_name) == (tdp_w, matched)
 
 
+def test_rows_carry_green_algorithms_core_counts():
+    assert cpu_table.lookup("AMD EPYC 7763 64-Core Processor").cores == 64
+    assert cpu_table.lookup("Intel(R) Xeon(R) Platinum 8480+").cores == 0  # not in their table
+
+
 @pytest.mark.parametrize(
     "cpuinfo_name",
     ["Intel Xeon Processor (Icelake)", "QEMU Virtual CPU version 2.5+", "", "Xeon E5-2680 v9"],
@@ -238,6 +295,7 @@ def test_table_has_thousands_of_models_each_with_source_and_year():
     with open(REPO / "src/carbonlog/data/cpu_tdp.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) > 4000
+    assert sum(int(r["cores"]) > 0 for r in rows) > 80  # Green Algorithms' core counts
     assert {r["source"].split(":")[0] for r in rows} == {"codecarbon-3.3.2", "green-algorithms-v3"}
     assert all(r["year"].isdigit() and float(r["tdp_w"]) > 0 for r in rows)
     assert all(cpu_table.normalize(r["name"]) == r["key"] for r in rows)

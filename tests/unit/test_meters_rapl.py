@@ -175,3 +175,11 @@ def test_a_fault_mid_run_raises_meter_error_and_falls_back_to_mean_power(tmp_pat
 def test_fallback_before_any_reading_is_the_model(tmp_path):
     tree = FakeRaplTree.intel(tmp_path / "powercap", sockets=1, dram=False)
     assert isinstance(opened(tree, tmp_path)["cpu"].fallback(), CpuModelMeter)
+
+
+def test_rapl_is_a_counter_with_one_millisecond_update_of_band(tmp_path):
+    tree = FakeRaplTree.intel(tmp_path / "powercap", sockets=1, dram=True)
+    meters = opened(tree, tmp_path)
+    assert {m.method for m in meters.values()} == {"counter"}
+    assert meters["cpu"].band_j(500.0, 2.0) == pytest.approx(500.0 * 0.001 / 1.999)
+    assert meters["ram"].band_j(500.0, 0.0) == 0.0

@@ -1,4 +1,5 @@
-"""Hardware -> joules: NVML for GPUs, RAPL for CPU and DRAM, models where no counter exists.
+"""Hardware -> joules: NVML, AMD SMI, Level Zero or IOReport for GPUs (accelerators.py picks),
+RAPL for CPU and DRAM, models where no counter exists.
 
 build_meters() picks one meter per component; importing this package loads no hardware
 library (pynvml, psutil and the CPU table load when a meter is built).
@@ -44,7 +45,8 @@ def check_meter_options(
         )
     ):
         raise ConfigurationError(
-            f'gpus must be "auto", None, or a list of CUDA indices >= 0, got {gpus!r}'
+            'gpus must be "auto", None, or a list of device indices (CUDA, HIP or XPU) >= 0, '
+            f"got {gpus!r}"
         )
     if cpu not in (*CPU_MODES, None, False):
         raise ConfigurationError(f"cpu must be one of {CPU_MODES} or None, got {cpu!r}")
@@ -109,10 +111,13 @@ def build_meters(
 ) -> list[Meter]:
     """One meter per measured component, in the order gpu, cpu, ram.
 
-    gpus: "auto" (every GPU CUDA shows this process; with `local_rank`, one process of several
-    on the node, the one it drives), CUDA indices, or None/False for none.
-    cpu: "auto" (RAPL if readable, else the TDP model), "rapl", "model", or None/False.
-    ram: RAPL DRAM where cpu RAPL is in use and readable, else the W/GiB model.
+    gpus: "auto" (every GPU this process can use, NVIDIA and AMD alike, else Intel's or a
+    Mac's; with `local_rank`, one process of several on the node, the one it drives), the
+    framework's device indices (CUDA, HIP or XPU: see meters/accelerators.py), or None/False.
+    cpu: "auto" (RAPL if readable, else a Mac's IOReport counters, else the TDP model),
+    "rapl", "model", or None/False.
+    ram: RAPL DRAM (or a Mac's DRAM counter) where cpu uses those counters, else the W/GiB model of the memory
+    allocated to the job (cgroup limit, SLURM allocation, else installed).
     power_w: {component: watts} forces that component to a constant power, whatever the
     other options say. host=False leaves CPU and RAM out (a rank that is not its node's local
     rank 0: one process per node measures the host).
@@ -127,9 +132,9 @@ def build_meters(
     try:
         meters.extend(_open_one("gpu", lambda: _gpu_meters(gpus, forced, nvml, local_rank)))
         if host:
-            rapl = _rapl_for_host(cpu, ram, forced, powercap_root, hwmon_root)
-            meters.extend(_open_one("cpu", lambda: _cpu_meters(cpu, forced, rapl)))
-            meters.extend(_open_one("ram", lambda: _ram_meters(ram, forced, rapl)))
+            counters = _host_counters(cpu, ram, forced, powercap_root, hwmon_root)
+            meters.extend(_open_one("cpu", lambda: _cpu_meters(cpu, forced, counters)))
+            meters.extend(_open_one("ram", lambda: _ram_meters(ram, forced, counters)))
     except BaseException:
         for meter in meters:
             meter.close()
@@ -166,34 +171,43 @@ def _gpu_meters(
         return _constant("gpu", forced)
     if gpus in (None, False):
         return []
-    from carbonlog.meters.nvml import open_gpu_meter
+    from carbonlog.meters.accelerators import open_gpu_meters
 
-    gpu = open_gpu_meter(gpus, nvml=nvml, local_rank=local_rank)
-    return [gpu] if gpu is not None else []
+    return open_gpu_meters(gpus, nvml=nvml, local_rank=local_rank)
 
 
-def _rapl_for_host(
+def _host_counters(
     cpu: str | None,
     ram: bool,
     forced: dict[str, float],
     powercap_root: Path | str,
     hwmon_root: Path | str,
 ) -> dict[str, Meter]:
-    """RAPL meters where the options want them; an empty dict where RAPL cannot be opened."""
+    """The host's energy counters where the options want them: RAPL, else (cpu="auto") a
+    Mac's IOReport through zeus-apple-silicon; an empty dict where neither opens."""
     want_cpu = "cpu" not in forced and cpu not in (None, False)
     want_ram = "ram" not in forced and ram
     if not (want_cpu or want_ram) or cpu not in ("auto", "rapl"):
         return {}
     required = want_cpu and cpu == "rapl"
     try:
-        return _rapl_meters(required, powercap_root, hwmon_root)
+        counters = _rapl_meters(required, powercap_root, hwmon_root)
     except ConfigurationError:
         raise
     except Exception as exc:  # unreadable sysfs of another kind: the models take over
         from carbonlog._log import logger
 
         logger.debug("RAPL could not be opened (%s); CPU and RAM use their models", exc)
-        return {}
+        counters = {}
+    if counters or cpu != "auto":
+        return counters
+    from carbonlog.meters.apple import open_apple_meters
+
+    apple = open_apple_meters()
+    gpu = apple.pop("gpu", None)
+    if gpu is not None:
+        gpu.close()  # the GPU meters open their own
+    return apple
 
 
 def _cpu_meters(cpu: str | None, forced: dict[str, float], rapl: dict[str, Meter]) -> list[Meter]:
@@ -217,4 +231,4 @@ def _ram_meters(ram: bool, forced: dict[str, float], rapl: dict[str, Meter]) -> 
         return [rapl["ram"]]
     from carbonlog.meters.model import RamModelMeter
 
-    return [RamModelMeter()]
+    return [RamModelMeter.for_host()]

@@ -6,6 +6,7 @@ import time
 from typing import Protocol, runtime_checkable
 
 from carbonlog.errors import CarbonlogError
+from carbonlog.meters.uncertainty import model_band_j
 
 COMPONENTS = ("gpu", "cpu", "ram")
 METHODS = ("counter", "sampled", "model")
@@ -48,9 +49,13 @@ class Meter(Protocol):
 
 
 class ConstantPowerMeter:
-    """A component forced to a constant wattage: energy = power_w x elapsed seconds."""
+    """A component forced to a constant wattage: energy = power_w x elapsed seconds.
+
+    A model (the user's figure, or a failed meter's mean power so far): its band is a model's.
+    """
 
     estimated = True
+    method = "model"
 
     def __init__(self, component: str, power_w: float, description: str = "constant power"):
         self.component = component
@@ -65,6 +70,9 @@ class ConstantPowerMeter:
         if self._t0_s is None:
             return 0.0
         return self.power_w * (time.monotonic() - self._t0_s)
+
+    def band_j(self, energy_j: float, window_s: float) -> float:
+        return model_band_j(energy_j)
 
     def devices(self) -> list[dict]:
         return [{"name": self._description, "power_w": self.power_w}]

@@ -1,7 +1,8 @@
 """Rated TDP of a CPU model, looked up by the name /proc/cpuinfo gives.
 
 The table (data/cpu_tdp.csv) is built by scripts/build_cpu_table.py from CodeCarbon's and
-Green Algorithms' figures; it loads on the first lookup, never at import.
+Green Algorithms' figures (TDP, and cores where Green Algorithms gives them); it loads on the
+first lookup, never at import.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ _DROP_RE = re.compile("|".join(_DROP))
 
 
 class CpuRow(NamedTuple):
-    """One model of the table: its rated TDP (W), where the figure comes from and its year."""
+    """One model of the table: its rated TDP (W), where the figure comes from and its year, and
+    its physical cores per socket (Green Algorithms v3, 2022; 0 where the table has none)."""
 
     name: str
     tdp_w: float
     source: str
     year: int
+    cores: int = 0
 
 
 def normalize(model_name: str) -> str:
@@ -60,8 +63,8 @@ def _line_at(text: str, pos: int) -> str:
 
 
 def _row(line: str) -> CpuRow:
-    _key, name, tdp_w, source, year = next(csv.reader([line]))
-    return CpuRow(name, float(tdp_w), source, int(year))
+    _key, name, tdp_w, source, year, cores = next(csv.reader([line]))
+    return CpuRow(name, float(tdp_w), source, int(year), int(cores))
 
 
 def _contains(tokens: list[str], part: list[str]) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 
 from carbonlog._log import warn_once
+from carbonlog.errors import ConfigurationError
 
 
 def text(value: str | bytes) -> str:
@@ -148,3 +149,25 @@ def driven_by(local_rank: int, visible: int) -> list[int]:
         own=True,
     )
     return []
+
+
+def wanted_indices(
+    gpus: str | Sequence[int], local_rank: int | None, visible: int, kind: str
+) -> list[int]:
+    """The indices a process measures among the `visible` GPUs of one `kind` ("CUDA device",
+    "AMD GPU"): `gpus` as given, else all, else the one its local rank drives.
+
+    Raises ConfigurationError for an index this process cannot see.
+    """
+    if gpus != "auto":
+        wanted = list(dict.fromkeys(gpus))
+    elif local_rank is None:
+        wanted = list(range(visible))
+    else:
+        wanted = driven_by(local_rank, visible)
+    outside = [i for i in wanted if not 0 <= i < visible]
+    if outside:
+        raise ConfigurationError(
+            f"gpus={list(gpus)}: this process sees {visible} {kind}(s); {outside} out of range"
+        )
+    return wanted

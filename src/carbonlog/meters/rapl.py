@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carbonlog.meters.base import ConstantPowerMeter, Meter, MeterError
+from carbonlog.meters.uncertainty import RAPL_UPDATE_S, counter_band_j
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
 HWMON_ROOT = Path("/sys/class/hwmon")
@@ -147,9 +148,11 @@ def watch_period_s(domains: list[RaplDomain]) -> float:
 
 
 class RaplMeter:
-    """Joules of some RAPL domains since start(), wraps undone; a hardware counter, exact."""
+    """Joules of some RAPL domains since start(), wraps undone; a hardware counter, exact to
+    one update (RAPL_UPDATE_S) at each edge."""
 
     estimated = False
+    method = "counter"
 
     def __init__(self, component: str, domains: list[RaplDomain], watch_s: float | None = None):
         self.component = component
@@ -190,6 +193,9 @@ class RaplMeter:
         self._good = (energy_j, time.monotonic() - self._t0_s)
         return energy_j
 
+    def band_j(self, energy_j: float, window_s: float) -> float:
+        return counter_band_j(energy_j, window_s, RAPL_UPDATE_S)
+
     def devices(self) -> list[dict]:
         return [
             {
@@ -212,7 +218,7 @@ class RaplMeter:
             )
         from carbonlog.meters.model import CpuModelMeter, RamModelMeter
 
-        return CpuModelMeter.for_host() if self.component == "cpu" else RamModelMeter()
+        return CpuModelMeter.for_host() if self.component == "cpu" else RamModelMeter.for_host()
 
     def close(self) -> None:
         self._stop_watch()
