@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from carbonlog.errors import ConfigurationError
+from carbonlog.interval import per_unit_j
 
 if TYPE_CHECKING:
     from carbonlog.ledger import Ledger, RunRecord
@@ -72,7 +73,9 @@ class Target:
 
 @dataclass
 class Side:
-    """One run's column: its totals, its final metric, and what reaching the target took."""
+    """One run's column: its totals, its energy per sample and per token (where its framework
+    counted them: runs of different lengths compare fairly), its final metric, and what
+    reaching the target took."""
 
     run_id: int
     label: str
@@ -85,6 +88,8 @@ class Side:
     target_epoch: int | None = None
     target_kwh: float | None = None
     target_kg: float | None = None
+    energy_per_sample_j: float | None = None
+    energy_per_token_j: float | None = None
 
     @classmethod
     def of(cls, run: RunRecord, metric: str | None, target: Target | None) -> Side:
@@ -98,6 +103,8 @@ class Side:
             run.co2_kg,
             metric,
             _final(run, metric),
+            energy_per_sample_j=per_unit_j(run.energy_kwh, run.samples),
+            energy_per_token_j=per_unit_j(run.energy_kwh, run.tokens),
         )
         if target is not None:
             side._reach(run, target)

@@ -27,7 +27,15 @@ KEYS = (
     "intensity_g_per_kwh",
     "duration_s",
 )
-OPTIONAL_KEYS = ("co2_saved_vs_scratch_kg", "forecast_co2_kg", "forecast_energy_kwh")
+OPTIONAL_KEYS = (
+    "co2_saved_vs_scratch_kg",
+    "forecast_co2_kg",
+    "forecast_energy_kwh",
+    "energy_per_sample_j",
+    "energy_per_token_j",
+)
+"""Keys published when known: the saving, the forecast, and (where the framework counts the
+work) the interval's facility energy per sample and per input token."""
 COMPACT_KEYS = ("energy_kwh", "co2_kg", "energy_kwh_total", "co2_kg_total", "power_w")
 """The default per interval: its energy and CO2, their running totals and the mean power
 (plus the saving against scratch where known), so the carbon keys do not drown the user's."""
@@ -91,6 +99,8 @@ def to_dict(
         "co2_saved_vs_scratch_kg": saved_vs_scratch_kg,
         "forecast_co2_kg": interval.forecast_co2_kg,
         "forecast_energy_kwh": interval.forecast_energy_kwh,
+        "energy_per_sample_j": interval.energy_per_sample_j,
+        "energy_per_token_j": interval.energy_per_token_j,
     }
     wanted = METRIC_SETS[keys]
     return _keyed({k: v for k, v in values.items() if k in wanted}, prefix, stage)

@@ -22,7 +22,7 @@ from carbonlog.units import J_PER_KWH  # noqa: E402
 pytestmark = pytest.mark.slow
 EPOCHS = 3  # as in the script
 WATTS = {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}
-EDGE = {"fn": "all_reduce", "numel": 13, "dtype": "torch.float64"}
+EDGE = {"fn": "all_reduce", "numel": 28, "dtype": "torch.float64"}
 """One interval's sum: joules (3), rank zero's intensity, three blocks of per-component flags."""
 PEEK = {"fn": "all_reduce", "numel": 6, "dtype": "torch.float64"}
 """A summed peek: the joules since the last peek and since the epoch's edge."""
@@ -102,7 +102,7 @@ def test_ddp_sums_gpus_over_ranks_and_counts_the_host_once(tmp_path):
 
 
 def test_one_small_all_reduce_per_epoch_edge_and_none_per_step(tmp_path):
-    """No barrier, no broadcast, no gather: one 13-float64 all-reduce at each epoch's edge
+    """No barrier, no broadcast, no gather: one 28-float64 all-reduce at each epoch's edge
     and one at the fit's end (the interval after the last epoch), on every rank alike."""
     ranks = run_ddp(tmp_path)
     expected = [at("on_train_epoch_end", EDGE)] * EPOCHS + [at("on_fit_end", EDGE)]

@@ -47,7 +47,7 @@ def test_two_ranks_share_one_sum_and_decide_alike(tmp_path):
         assert mine["calls"] == 1  # one all-reduce per mark, none for the peek
         assert mine["intensity"] == 100.0  # global rank zero's figure, not rank 1's 900
         assert mine["estimated"] == ["gpu", "cpu", "ram"]  # constant power, and rank 1's GPU
-    assert set(zero["sizes"]) == {13}  # one vector of 13 float64 per mark
+    assert set(zero["sizes"]) == {28}  # one vector of 28 float64 per mark
     assert zero["co2_kg"] == one["co2_kg"]
 
     warned = [line for line in outputs[0].splitlines() if "could not be measured" in line]

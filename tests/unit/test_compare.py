@@ -207,3 +207,30 @@ def test_a_run_compared_with_itself_or_with_equal_figures_says_so(ledger):
     assert faster.verdict() == (
         "run 3 (again) reached val_accuracy>=0.7 with 2x less CO2 than run 1 (scratch)"
     )
+
+
+def test_compare_shows_the_energy_per_sample_and_per_token_of_runs_of_different_lengths(tmp_path):
+    import dataclasses
+
+    from tests.unit.ledger_worker import interval, run_info
+
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        for name, epochs, tokens in (("long", 4, 512.0), ("short", 2, None)):
+            run_id = ledger.begin_run(run_info(name))
+            for index in range(epochs):  # 1 kWh and 1,000 samples an epoch
+                counted = dataclasses.replace(interval(index, KWH_J), samples=1000.0, tokens=tokens)
+                ledger.add_interval(run_id, counted)
+            ledger.end_run(run_id, "completed", None, 10.0 * epochs)
+        result = compare("long", "short", ledger=ledger)
+    assert result.a.energy_per_sample_j == pytest.approx(3600.0)  # 4 kWh / 4,000 samples
+    assert result.b.energy_per_sample_j == pytest.approx(3600.0)  # the same, half as long
+    assert result.a.energy_per_token_j == pytest.approx(4 * 3.6e6 / 2048)
+    assert result.b.energy_per_token_j is None
+    lines = result.table().splitlines()
+    assert [line.split("  ")[0].strip() for line in lines[5:7]] == [
+        "energy per sample",
+        "energy per token",
+    ]
+    assert lines[5].split()[-4:] == ["3,600", "J", "3,600", "J"]
+    assert lines[6].split()[-3:] == ["7,030", "J", "-"]  # 7,031.25 J, to 3 digits
+    assert json.loads(json.dumps(result.to_dict()))["b"]["energy_per_sample_j"] == 3600.0

@@ -3,6 +3,8 @@ provenance, built from records with known figures."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from carbonlog import metrics
@@ -24,6 +26,8 @@ INTERVAL = Interval(
     co2_kg_total=0.6,
     forecast_co2_kg=6.0,
     forecast_energy_kwh=30.0,
+    samples=1000.0,
+    tokens=54_000.0,
 )
 
 
@@ -34,7 +38,19 @@ def test_the_full_set_holds_every_key_and_the_identities():
     assert full["carbon/co2_kg"] == pytest.approx(0.3)
     assert full["carbon/gpu_kwh"] + full["carbon/cpu_kwh"] + full["carbon/ram_kwh"] == 1.0
     assert full["carbon/power_w"] * full["carbon/duration_s"] == pytest.approx(J_PER_KWH)
+    assert full["carbon/energy_per_sample_j"] == pytest.approx(1.5 * J_PER_KWH / 1000)  # 5,400 J
+    assert full["carbon/energy_per_token_j"] == pytest.approx(100.0)  # 5.4 MJ / 54,000 tokens
     assert all(isinstance(v, float) for v in full.values())
+
+
+def test_the_work_keys_are_published_only_where_the_framework_counted_it():
+    uncounted = dataclasses.replace(INTERVAL, samples=None, tokens=None)
+    full = metrics.to_dict(uncounted, keys="full")
+    assert "carbon/energy_per_sample_j" not in full and "carbon/energy_per_token_j" not in full
+    samples_only = metrics.to_dict(dataclasses.replace(INTERVAL, tokens=None), keys="full")
+    assert "carbon/energy_per_sample_j" in samples_only
+    assert "carbon/energy_per_token_j" not in samples_only
+    assert "carbon/energy_per_sample_j" not in metrics.to_dict(INTERVAL, keys="compact")
 
 
 def test_the_compact_set_is_the_interval_its_totals_and_power():

@@ -20,7 +20,7 @@ from carbonlog.estimate import estimate
 from carbonlog.ledger import Ledger
 from carbonlog.report import html, plots, statement, write_report
 from carbonlog.report.rows import interval_rows
-from carbonlog.report.statement import hardware_phrase, latex_escape, measured_with
+from carbonlog.report.statement import PLUS_MINUS, hardware_phrase, latex_escape, measured_with
 from carbonlog.report.text import table
 from carbonlog.tracking import Tracker
 
@@ -167,8 +167,10 @@ def test_both_latex_statements_escape_a_name_of_special_characters(runs):
     assert unlatex(escaped) == NAME
     for text in latex_statements(run):
         assert escaped in text
-        outside_markup = text.replace("kgCO$_2$eq", "").replace(
-            "\\cite{lacoste2019quantifying}", ""
+        outside_markup = (
+            text.replace("kgCO$_2$eq", "")
+            .replace("\\cite{lacoste2019quantifying}", "")
+            .replace(PLUS_MINUS[True], "")
         )
         unescaped = re.sub(
             r"\\(textbackslash|textasciicircum|textasciitilde)\{\}|\\[{}$&#_%]", "", outside_markup

@@ -18,6 +18,11 @@ def format_metric(value: float | None) -> str:
     return "-" if value is None else significant(value, 4)
 
 
+def _joules(value: float | None) -> str:
+    """`12.3 J`; a dash where the run's framework did not count the work."""
+    return "-" if value is None else f"{significant(value)} J"
+
+
 def reached(side: Side, units: Units) -> str:
     """`epoch 3: 250 Wh, 25 g`: what reaching the target took, or `not reached`."""
     if side.target_kg is None:
@@ -30,8 +35,9 @@ def reached(side: Side, units: Units) -> str:
 def comparison_rows(
     comparison: Comparison, units: Units | None = None
 ) -> list[tuple[str, str, str]]:
-    """(fact, run a, run b) for status, epochs, energy, CO2, final metric and target, every
-    energy in one unit and every mass in one (default: those of the larger run)."""
+    """(fact, run a, run b) for status, epochs, energy, CO2, energy per sample and per token
+    (where either run counted them), final metric and target, every energy in one unit and
+    every mass in one (default: those of the larger run)."""
     a, b = comparison.a, comparison.b
     units = units or Units.of(a, b)
     rows = [
@@ -40,6 +46,10 @@ def comparison_rows(
         ("energy", units.energy(a.energy_kwh), units.energy(b.energy_kwh)),
         ("CO2", units.mass(a.co2_kg), units.mass(b.co2_kg)),
     ]
+    for name, unit in (("energy_per_sample_j", "sample"), ("energy_per_token_j", "token")):
+        per_a, per_b = getattr(a, name), getattr(b, name)
+        if per_a is not None or per_b is not None:
+            rows.append((f"energy per {unit}", _joules(per_a), _joules(per_b)))
     if comparison.metric is not None:
         rows.append((f"final {comparison.metric}", format_metric(a.final), format_metric(b.final)))
     if comparison.target is not None:

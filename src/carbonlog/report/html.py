@@ -22,8 +22,23 @@ from dataclasses import dataclass
 from carbonlog._version import __version__
 from carbonlog.equivalents import EQUIVALENTS, MEANINGFUL, meaningful
 from carbonlog.report.comparison import comparison_rows, format_metric, verdict_line
-from carbonlog.report.rows import extent, head_and_tail, interval_rows, label_totals
-from carbonlog.report.text import SECONDS_PER_HOUR, Units
+from carbonlog.report.rows import (
+    extent,
+    head_and_tail,
+    interval_rows,
+    label_totals,
+    run_band,
+    run_methods,
+)
+from carbonlog.report.text import (
+    SECONDS_PER_HOUR,
+    Units,
+    dominance,
+    format_co2,
+    per_unit,
+    plus_minus,
+    significant,
+)
 from carbonlog.units import kwh_from_j
 
 STYLE = """
@@ -150,6 +165,9 @@ def _facts(run) -> str:
         ("intensity", f"{intensity:g} g CO2e/kWh ({source})" if intensity is not None else None),
         ("PUE", f"{site.get('pue') or 1.0:g} ({site.get('pue_source') or 'default'})"),
         *_devices(run.hardware),
+        ("band", dominance(run_band(run))),
+        ("measured by", ", ".join(f"{c.upper()} {m}" for c, m in run_methods(run).items())),
+        ("per unit of work", per_unit(run)),
     ]
     return (
         f'<table class="facts">{_rows([(k, v) for k, v in pairs if v not in (None, "")])}</table>'
@@ -157,14 +175,21 @@ def _facts(run) -> str:
 
 
 def _cards(run, units: Units) -> str:
+    """The run's headline figures: energy and CO2 with their bands, its length, its device
+    energy, and where known its embodied emissions (next to, not inside, the CO2) and water."""
     length, what = extent(run)
+    band = run_band(run)
     cards = [
-        ("energy (facility)", units.energy(run.energy_kwh)),
-        ("CO2", units.mass(run.co2_kg)),
+        ("energy (facility)", plus_minus(run.energy_kwh, band.energy_kwh, units.energy)),
+        ("CO2", plus_minus(run.co2_kg, band.co2_kg, units.mass)),
         ("duration", _duration(_run_seconds(run))),
         (what, length),
         ("device energy", units.energy(kwh_from_j(run.gpu_j + run.cpu_j + run.ram_j))),
     ]
+    if run.embodied_kg is not None:
+        cards.append(("embodied CO2e, amortised", format_co2(run.embodied_kg)))
+    if run.water_l is not None:
+        cards.append(("water", f"{significant(run.water_l)} L"))
     return (
         '<div class="cards">'
         + "".join(
@@ -200,8 +225,8 @@ def _intervals(run, units: Units) -> str:
     rows = interval_rows(run.intervals, run.stage)
     energy, mass = units.energy.symbol, units.mass.symbol
     head = ["interval", "s", f"GPU {energy}", f"CPU {energy}", f"RAM {energy}"]
-    head += [f"energy {energy}", f"CO2 {mass}", "g/kWh", "estimated"]
-    table = _long_table(run, rows, head, set(range(1, 8)), lambda row: _interval_cells(row, units))
+    head += [f"energy {energy}", f"± {energy}", f"CO2 {mass}", "g/kWh", "estimated"]
+    table = _long_table(run, rows, head, set(range(1, 9)), lambda row: _interval_cells(row, units))
     return (_label_totals(run, units) if len(rows) > MOST_ROWS else "") + table
 
 
@@ -263,6 +288,7 @@ def _interval_cells(row, units: Units) -> list[str]:
         row.name,
         f"{row.duration_s:.2f}",
         *(units.energy.number(v) for v in (row.gpu_kwh, row.cpu_kwh, row.ram_kwh, row.energy_kwh)),
+        units.energy.number(row.energy_band_kwh),
         units.mass.number(row.co2_kg),
         "-" if g_per_kwh is None else f"{g_per_kwh:.0f}",
         ", ".join(row.estimated) or "-",

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from carbonlog import units
+from carbonlog.interval import RunBand, RunSums, quadrature
 from carbonlog.units import kwh_from_j
 
 T = TypeVar("T")
@@ -34,6 +36,7 @@ class IntervalRow:
     estimated: tuple[str, ...]  # the components estimated rather than measured
     power_w: float | None = None  # mean device power, where the interval knows it
     metrics: Mapping[str, float] = field(default_factory=dict)
+    energy_band_kwh: float = 0.0  # half-width of the facility energy's band
 
     @property
     def name(self) -> str:
@@ -72,9 +75,25 @@ def interval_rows(intervals: Sequence, stage: str | None = None) -> list[Interva
             estimated=tuple(iv.estimated),
             power_w=getattr(iv, "power_w", None),
             metrics=getattr(iv, "metrics", {}),
+            energy_band_kwh=units.facility_kwh(quadrature(iv.band_j.values()), iv.pue or 1.0),
         )
         for label, iv in zip(interval_labels(intervals, stage), intervals, strict=True)
     ]
+
+
+def run_band(run) -> RunBand:
+    """A run's band: a Summary's own, a ledger run's summed from its stored intervals."""
+    band = getattr(run, "band", None)
+    if isinstance(band, RunBand):
+        return band
+    sums = RunSums.of(run.intervals)
+    return RunBand.of(sums.band_j, sums.methods, run.energy_kwh, run.co2_kg, run.site or {})
+
+
+def run_methods(run) -> dict[str, str]:
+    """How each component of a run was measured: a Summary's own, else from its intervals."""
+    methods = getattr(run, "methods", None)
+    return dict(methods) if methods is not None else RunSums.of(run.intervals).methods
 
 
 def extent(run) -> tuple[str, str]:

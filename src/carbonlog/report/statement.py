@@ -4,8 +4,9 @@
 hours). `statement` keeps that wording with the measured figures in its place: the run's
 duration, the devices, its facility energy, which components were measured (with a counter, or
 power samples) and which estimated (with what model), the intensity with its source and year,
-the PUE, and the CO2. A run is a ledger RunRecord or a Tracker Summary (both carry the same
-facts). Figures keep the paper's units (kWh, kgCO2eq), in decimals, never in exponent form.
+the PUE, the CO2 with its band and what dominates it, and the embodied emissions next to (not
+inside) it. A run is a ledger RunRecord or a Tracker Summary (both carry the same facts).
+Figures keep the paper's units (kWh, kgCO2eq), in decimals, never in exponent form.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from carbonlog.errors import ConfigurationError
-from carbonlog.report.text import SECONDS_PER_HOUR, significant
+from carbonlog.report.rows import run_band
+from carbonlog.report.text import SECONDS_PER_HOUR, dominance, significant
 from carbonlog.units import G_PER_KG, co2_kg
 
 if TYPE_CHECKING:
     from carbonlog.estimate import Estimate
 
 FORMATS = ("markdown", "latex")
+PLUS_MINUS = {False: "±", True: r"$\pm$"}
+"""The band's sign in Markdown and in LaTeX."""
 CITATION = "Lacoste et al. 2019"
 ARXIV_URL = "https://arxiv.org/abs/1910.09700"
 BIBTEX = """@article{lacoste2019quantifying,
@@ -222,6 +226,18 @@ def _intensity(run) -> tuple[float, bool]:
     return float(run.site.get("g_per_kwh") or 0.0), False
 
 
+def _band(run, latex: bool) -> str:
+    """` ± 0.0012`: the half-width of the run's CO2 band, when it has one."""
+    band = run_band(run).co2_kg
+    return f" {PLUS_MINUS[latex]} {format_figure(band)}" if band > 0 else ""
+
+
+def _dominance(run, esc: Callable[[str], str]) -> str:
+    """`; the uncertainty is mostly the CPU's model (92 % of the band)`, when there is a band."""
+    said = dominance(run_band(run))
+    return f"; the uncertainty is {esc(said)}" if said else ""
+
+
 def statement(run, format: str = "markdown") -> str:
     """The emissions statement of a measured run (a ledger RunRecord or a Summary)."""
     latex, esc, co2eq = _style(format)
@@ -247,10 +263,16 @@ def statement(run, format: str = "markdown") -> str:
         f"{esc(hardware_phrase(run.hardware))} and used "
         f"{format_figure(run.energy_kwh)} kWh of electricity at the facility. "
         f"{esc(measured_with(run.hardware, estimated))}. Total emissions are "
-        f"{format_figure(run.co2_kg)} {co2eq}"
+        f"{format_figure(run.co2_kg)}{_band(run, latex)} {co2eq}"
     )
     offset = float(site.get("offset_ratio") or 0.0)
     if site.get("provider") and offset > 0:
         text += _offset(offset)
+    text += _dominance(run, esc)
+    if run.embodied_kg is not None:
+        text += (
+            f". Manufacturing the hardware adds {format_figure(run.embodied_kg)} {co2eq} of "
+            "embodied emissions, amortised over its lifetime and not included in this total"
+        )
     tool = "carbonlog, following the methodology presented in"
     return text + _cite(latex, f"Emissions were measured using {tool}")

@@ -16,16 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from carbonlog.interval import per_unit_j
 from carbonlog.report.rows import interval_rows
 from carbonlog.units import kwh_from_j
 
 if TYPE_CHECKING:
-    from carbonlog.interval import Interval, Summary
+    from carbonlog.interval import Interval, RunBand, Summary
 
 KG_PER_TONNE = 1000.0
 SECONDS_PER_HOUR = 3600.0
 DIGITS = 3
 """Significant digits of every energy and mass carbonlog shows."""
+BAND_DIGITS = 2
+"""Significant digits of a band's half-width: it is itself an estimate."""
 
 UNSAFE_CODEPOINTS = (
     *range(0x00, 0x20),  # C0 controls: ESC starts a sequence, CR rewrites the line
@@ -166,6 +169,35 @@ class Units:
         )
 
 
+def plus_minus(value: float, band: float, unit: Unit) -> str:
+    """`63.1 ± 3.2 mWh`: a figure and its band's half-width (to BAND_DIGITS) in one unit; the
+    figure alone when it has no band (a run recorded before carbonlog had bands)."""
+    if band > 0:
+        half = significant(band * unit.per_base, BAND_DIGITS)
+        return f"{unit.number(value)} ± {half} {unit.symbol}"
+    return unit(value)
+
+
+def dominance(band: RunBand) -> str | None:
+    """`mostly the CPU's model (92 % of the band)`: the component and method that dominate a
+    run's band; None without one."""
+    if not band.component:
+        return None
+    method = f"'s {band.method}" if band.method else ""
+    return f"mostly the {band.component.upper()}{method} ({band.share * 100:.0f} % of the band)"
+
+
+def per_unit(run) -> str | None:
+    """`12.3 J per sample, 0.0456 J per token`: a run's (a Summary's, a ledger run's) facility
+    energy per unit of work, where its framework counted it; None where it counted none."""
+    parts = [
+        f"{significant(joules)} J per {unit}"
+        for count, unit in ((run.samples, "sample"), (run.tokens, "token"))
+        if (joules := per_unit_j(run.energy_kwh, count)) is not None
+    ]
+    return ", ".join(parts) or None
+
+
 def format_time(epoch_s: float | None) -> str:
     """The local date and time of a timestamp, `2024-05-17 14:02`; a dash when unknown."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_s)) if epoch_s else "-"
@@ -194,14 +226,25 @@ def _components(figures, unit: Unit) -> str:
 
 
 def format_summary(summary: Summary, stage: str = "run") -> str:
-    """One line of totals with the intensity and PUE that produced them."""
+    """One line of totals, each with its band, the intensity and PUE that produced them, what
+    dominates the band, and where known the embodied emissions, water and energy per unit of
+    work."""
     site = summary.site
     unit = energy_unit(summary.energy_kwh)
+    band = summary.band
+    mass = mass_unit(summary.co2_kg)
+    extra = [
+        dominance(band) and f"band {dominance(band)}",
+        summary.embodied_kg is not None and f"embodied {format_co2(summary.embodied_kg)} CO2e",
+        summary.water_l is not None and f"water {significant(summary.water_l)} L",
+        per_unit(summary),
+    ]
     return (
-        f"carbonlog: {stage} used {unit(summary.energy_kwh)} and {format_co2(summary.co2_kg)} "
-        f"CO2 in {summary.duration_s:.1f} s ({_components(summary, unit)}; "
+        f"carbonlog: {stage} used {plus_minus(summary.energy_kwh, band.energy_kwh, unit)} and "
+        f"{plus_minus(summary.co2_kg, band.co2_kg, mass)} CO2 in {summary.duration_s:.1f} s "
+        f"({_components(summary, unit)}; "
         f"{site.get('location', '?')}, {site.get('g_per_kwh', float('nan')):.0f} g/kWh, "
-        f"PUE {site.get('pue', 1.0):.2f})"
+        f"PUE {site.get('pue', 1.0):.2f})" + "".join(f"; {part}" for part in extra if part)
     )
 
 

@@ -3,16 +3,23 @@
 Counters are read only at edges, after waiting for the device, and the edge time is taken
 between the two. A meter that fails is swapped for its estimate: the open interval's part
 before the failure is carried at the meter's mean measured power, said once per component.
+Each edge also gives each component's band and method: a component measured two ways in one
+interval (a fallback) has both parts' bands in quadrature and both methods.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from carbonlog._log import logger, warn_once
+from carbonlog.interval import MIXED, quadrature
 from carbonlog.meters import COMPONENTS, ConstantPowerMeter, Meter
+from carbonlog.meters.base import METHODS
+from carbonlog.meters.uncertainty import short_window_note
 from carbonlog.tracking.joules import Joules
 from carbonlog.tracking.sync import SyncFn, wait_for_devices
 
@@ -20,7 +27,8 @@ from carbonlog.tracking.sync import SyncFn, wait_for_devices
 @dataclass
 class _Slot:
     """One meter: its reading now, at the last edge and at the last peek, what it carries
-    over from a failed meter, and its history of measured (not estimated) energy and time."""
+    over from a failed meter (with that part's band and method), when the meter's own part of
+    the open interval began, and its history of measured (not estimated) energy and time."""
 
     meter: Meter
     now_j: float = 0.0
@@ -31,6 +39,9 @@ class _Slot:
     carried_since_peek_j: float = 0.0
     faulted_since_edge: bool = False
     faulted_since_peek: bool = False
+    carried_band_j: float = 0.0
+    carried_methods: tuple[str, ...] = ()
+    own_from_s: float = 0.0
     measured_j: float = 0.0
     measured_s: float = 0.0
 
@@ -40,12 +51,15 @@ class _Slot:
 
 
 class Window(NamedTuple):
-    """This process's joules over a stretch of time: wall-clock start, length, estimates."""
+    """This process's joules over a stretch of time: wall-clock start, length, estimates; at an
+    edge, the band of each component (J) and its methods (`counter`, `counter+model`)."""
 
     started_at_s: float
     duration_s: float
     joules: Joules
     estimated: frozenset[str] = frozenset()
+    band_j: Mapping[str, float] = {}
+    methods: Mapping[str, str] = {}
 
 
 class Edges:
@@ -56,6 +70,8 @@ class Edges:
         self._sync = sync
         self._first_s = self._edge_s = self._peek_s = 0.0
         self._edge_wall_s = self._peek_wall_s = 0.0
+        self._methods: dict[str, str] | None = None  # the meters' methods, while none fails
+        self._faulted = False  # a meter failed since the last edge
 
     @property
     def components(self) -> frozenset[str]:
@@ -78,7 +94,7 @@ class Edges:
         self._first_s = self._edge_s = self._peek_s = time.monotonic()
         self._edge_wall_s = self._peek_wall_s = time.time()
         for slot in self._slots:
-            slot.read_s = self._edge_s
+            slot.read_s = slot.own_from_s = self._edge_s
             try:
                 slot.meter.start()
             except Exception as exc:  # a device that fails to start degrades to its estimate
@@ -89,6 +105,7 @@ class Edges:
         now_s = self._read_all()
         duration_s = now_s - self._edge_s
         joules, estimated = self._since(edge=True)
+        band_j, methods = self._bands(now_s)
         for slot in self._slots:
             if not slot.meter.estimated:
                 slot.measured_j += max(slot.now_j - slot.edge_j, 0.0)
@@ -96,7 +113,9 @@ class Edges:
             slot.edge_j = slot.peek_j = slot.now_j
             slot.carried_since_edge_j = slot.carried_since_peek_j = 0.0
             slot.faulted_since_edge = slot.faulted_since_peek = False
-        window = Window(self._edge_wall_s, duration_s, joules, estimated)
+            slot.carried_band_j, slot.carried_methods, slot.own_from_s = 0.0, (), now_s
+        self._faulted = False
+        window = Window(self._edge_wall_s, duration_s, joules, estimated, band_j, methods)
         self._edge_s = self._peek_s = now_s
         self._edge_wall_s += duration_s
         self._peek_wall_s = self._edge_wall_s
@@ -151,12 +170,18 @@ class Edges:
         since then: at the mean measured power, else the estimate meter's own power."""
         measured_since_edge_j = max(slot.now_j - slot.edge_j, 0.0)
         measured_since_peek_j = max(slot.now_j - slot.peek_j, 0.0)
+        failed, gap_s = slot.meter, now_s - slot.read_s
+        failed_band_j = _band_j(failed, measured_since_edge_j, slot.read_s - slot.own_from_s)
         self._degrade(slot, exc)
-        gap_j = (slot.mean_power_w() or _constant_power_w(slot.meter)) * (now_s - slot.read_s)
+        gap_j = (slot.mean_power_w() or _constant_power_w(slot.meter)) * gap_s
+        gap_band_j = _band_j(slot.meter, gap_j, gap_s)
+        slot.carried_band_j = quadrature((slot.carried_band_j, failed_band_j, gap_band_j))
+        slot.carried_methods += (failed.method, slot.meter.method)
+        self._faulted = True
         slot.carried_since_edge_j += measured_since_edge_j + gap_j
         slot.carried_since_peek_j += measured_since_peek_j + gap_j
         slot.faulted_since_edge = slot.faulted_since_peek = True
-        slot.read_s = now_s
+        slot.read_s = slot.own_from_s = now_s
 
     def _since(self, edge: bool) -> tuple[Joules, frozenset[str]]:
         """Joules per component since the last edge (or peek), and which are estimated.
@@ -174,10 +199,42 @@ class Edges:
                 estimated.add(slot.meter.component)
         return Joules.of(joules), frozenset(estimated)
 
+    def _bands(self, now_s: float) -> tuple[dict[str, float], dict[str, str]]:
+        """The band (J) since the last edge of each component this process measures, and its
+        methods in METHODS order. A meter's own part and what it carries from a failed one are
+        independent (quadrature); meters of one component add up (like devices, one method:
+        the same bias)."""
+        bands: dict[str, float] = {}
+        for slot in self._slots:
+            meter, energy_j = slot.meter, slot.now_j - slot.edge_j
+            component = meter.component
+            own_j = _band_j(meter, energy_j if energy_j > 0 else 0.0, now_s - slot.own_from_s)
+            note = short_window_note(component, meter.method, own_j, energy_j)
+            if note:
+                warn_once(f"short-window:{component}", note)
+            carried_j = slot.carried_band_j
+            band_j = math.hypot(own_j, carried_j) if carried_j else own_j
+            bands[component] = bands.get(component, 0.0) + band_j
+        return bands, self._methods_since_edge()
+
+    def _methods_since_edge(self) -> dict[str, str]:
+        """Each component's methods since the last edge, in METHODS order: its meters', and
+        those of the meters that failed since (kept from one edge to the next while none did)."""
+        if self._methods is not None and not self._faulted:
+            return self._methods
+        used: dict[str, set[str]] = {}
+        for slot in self._slots:
+            found = used.setdefault(slot.meter.component, set())
+            found.update((slot.meter.method, *slot.carried_methods))
+        methods = {c: MIXED.join(m for m in METHODS if m in found) for c, found in used.items()}
+        self._methods = None if self._faulted else methods
+        return methods
+
     def _degrade(self, slot: _Slot, exc: Exception) -> None:
         """Swap a failed meter for its estimate, started at zero; said once per component."""
         failed = slot.meter
         slot.meter = failed.fallback()
+        self._methods = None
         slot.meter.start()
         slot.now_j = slot.edge_j = slot.peek_j = 0.0
         try:
@@ -190,6 +247,20 @@ class Edges:
             f"{failed.component} energy is estimated from now on",
             own=True,
         )
+
+
+def _band_j(meter: Meter, energy_j: float, window_s: float) -> float:
+    """The meter's band of `energy_j` over `window_s`; 0 (said once) when it cannot say."""
+    try:
+        return meter.band_j(energy_j, window_s)
+    except Exception as exc:  # a band is a courtesy: never the training's failure
+        warn_once(
+            f"band:{meter.component}",
+            f"carbonlog: the {meter.component} meter gave no error band ({exc}); "
+            "its band counts as 0",
+            own=True,
+        )
+        return 0.0
 
 
 def _constant_power_w(meter: Meter) -> float:

@@ -37,11 +37,16 @@ class Sharing:
             )
 
     def share(
-        self, window: Window, measuring: frozenset[str], index: int
+        self,
+        window: Window,
+        measuring: frozenset[str],
+        index: int,
+        work: tuple[float | None, float | None, float | None] = (None, None, None),
     ) -> tuple[Shared, tuple[float, str]]:
-        """Interval `index` as every rank holds it, and the intensity (g/kWh, source) used."""
+        """Interval `index` as every rank holds it, and the intensity (g/kWh, source) used;
+        `work` is this process's (samples, tokens, embodied kg), None where unknown."""
         own = self._site.current_g_per_kwh() if self.owns_site else (0.0, FROM_RANK_ZERO)
-        mine = Contribution(window, own[0], measuring, self.unmeasured)
+        mine = Contribution(window, own[0], measuring, self.unmeasured, *work)
         shared = share_interval(self._reduce, mine)
         if shared is None:  # the sum failed: this process alone from now on (no more waits)
             own = own if self.owns_site else self._site.current_g_per_kwh()

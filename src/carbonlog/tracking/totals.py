@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from carbonlog.interval import RunSums
 from carbonlog.meters.base import COMPONENTS
 from carbonlog.tracking.joules import Joules
 
@@ -76,7 +77,8 @@ class RunTotals:
 
     `epochs_before_resume` counts epochs of an earlier part of the run whose figures the
     resume state did not carry one by one; `intervals` counts every closed interval, so a
-    resumed run's go on from the last index.
+    resumed run's go on from the last index; `sums` are the run's band, work, embodied and
+    water (the tracker adds each interval to them).
     """
 
     joules: Joules = field(default_factory=Joules)
@@ -86,6 +88,7 @@ class RunTotals:
     epoch_kg: list[float] = field(default_factory=list)
     epochs_before_resume: int = 0
     intervals: int = 0
+    sums: RunSums = field(default_factory=RunSums)
 
     @property
     def epochs_done(self) -> int:
@@ -114,16 +117,17 @@ class RunTotals:
             "epoch_kg": list(self.epoch_kg),
             "intervals_done": self.intervals,
             "run_id": run_id,
+            "sums": self.sums.state(),
         }
 
     def continued(
-        self, joules: Joules, energy_kwh: float, co2_kg: float, intervals: int
+        self, joules: Joules, energy_kwh: float, co2_kg: float, intervals: int, sums: RunSums
     ) -> RunTotals:
         """These totals, carried on from a larger record of the same run (its ledger run),
         the per-epoch history kept for the forecast and the budget."""
         return RunTotals(
             joules, energy_kwh, co2_kg, self.epoch_kwh, self.epoch_kg,
-            self.epochs_before_resume, intervals,
+            self.epochs_before_resume, intervals, sums,
         )  # fmt: skip
 
     @classmethod
@@ -139,4 +143,16 @@ class RunTotals:
             epoch_kg=[float(v) for v in state.get("epoch_kg", [])],
             epochs_before_resume=int(state.get("epochs_done", len(epoch_kwh))) - len(epoch_kwh),
             intervals=int(state.get("intervals_done", 0)),
+            sums=_sums(state.get("sums")),
         )
+
+
+def _sums(state: object) -> RunSums:
+    """The band, work, embodied and water a resume state carries; none (a state of an older
+    carbonlog, or one whose sums are not sound) starts them over."""
+    if not isinstance(state, Mapping):
+        return RunSums()
+    try:
+        return RunSums.from_state(state)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return RunSums()

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from carbonlog import metrics, units
 from carbonlog._log import say, use_ranks, warn_once
 from carbonlog.distributed import Ranks, ReduceFn, launch_facts
 from carbonlog.errors import ConfigurationError
-from carbonlog.interval import Interval, Summary
+from carbonlog.export import Exporter, Exports
+from carbonlog.interval import Interval, RunSums, Summary
 from carbonlog.meters import COMPONENTS
 from carbonlog.tracking.budget import forecast_of
 from carbonlog.tracking.edges import Edges, Window
+from carbonlog.tracking.footprint import WaterRate, embodied_kg_per_s
 from carbonlog.tracking.frameworks import (
     meter_options_for,
     sync_loaded_frameworks,
@@ -48,6 +50,8 @@ class Tracker:
     `task`, `model`, `base_model` and `pretrained` say what the run is, for the ledger and
     the savings figures; `run_info` carries the same facts as a mapping (adapters fill it from
     their framework: "framework", "stage", "model", "base_model", "pretrained", "task").
+    `exporters` (carbonlog.export) publish every interval for cluster monitoring, on global
+    rank zero.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Tracker:
         on_budget: str = "warn",
         budget_check: str = "total",
         run_info: Mapping[str, object] | None = None,
+        exporters: Sequence[Exporter] | None = None,
         task: str | None = None,
         model: str | None = None,
         base_model: str | None = None,
@@ -114,12 +119,15 @@ class Tracker:
         self._sharing = Sharing(reduce, self.ranks, self.site)
         self._sync = sync
         self._recorder = Recorder(ledger if self.ranks.is_global_zero else False)
+        self._exports = Exports(exporters, active=self.ranks.is_global_zero)
         self._edges: Edges | None = None
         self._totals = RunTotals()
         self._resume_run_id: int | None = None
         self._intervals: deque[Interval] = deque(maxlen=INTERVALS_KEPT)
         self._lock = threading.Lock()
         self._stopped: Summary | None = None
+        self._embodied_kg_per_s: float | None = None
+        self._water = WaterRate(None, None)
         self.stop_reason: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -148,6 +156,8 @@ class Tracker:
         wanted = wanted_components(options, self.ranks.measures_host)
         self._sharing.unmeasured = wanted - self._edges.components
         self._edges.open()
+        self._embodied_kg_per_s = embodied_kg_per_s(self._edges.hardware())
+        self._water = WaterRate.of(self.site.grid)
         if self._recorder.enabled:
             info = describe_run(
                 self.run_name,
@@ -160,14 +170,27 @@ class Tracker:
             )
             self._recorder.begin(info, self._resume_run_id)
         self._continue_from_ledger()
+        self._exports.open(self.run_id, self.run_name, self.run_info, launch_facts(self.ranks))
         return self
 
-    def mark(self, label: str = EPOCH, metrics: Mapping[str, float] | None = None) -> Interval:
-        """Close the open interval under `label` and open the next; `metrics` go to the ledger."""
+    def mark(
+        self,
+        label: str = EPOCH,
+        metrics: Mapping[str, float] | None = None,
+        *,
+        samples: float | None = None,
+        tokens: float | None = None,
+    ) -> Interval:
+        """Close the open interval under `label` and open the next; `metrics` go to the ledger.
+
+        `samples` and `tokens` are the work this process did in the interval, where the
+        framework counts it: summed over processes, unknown if any process does not know it.
+        """
         with self._lock:
             self._check_running("mark")
-            interval = self._close_interval(label)
+            interval = self._close_interval(label, (samples, tokens))
         self._recorder.interval(interval, metrics)
+        self._exports.interval(interval)
         return interval
 
     def annotate(self, interval: Interval, metrics: Mapping[str, float]) -> None:
@@ -198,18 +221,28 @@ class Tracker:
                 label, self._totals.intervals, window, self.site.pue, (g_per_kwh, source), totals
             )
 
-    def stop(self, status: str = "completed", label: str = "end") -> Summary:
-        """Close the last interval, stop the meters and return the run's Summary (idempotent)."""
+    def stop(
+        self,
+        status: str = "completed",
+        label: str = "end",
+        *,
+        samples: float | None = None,
+        tokens: float | None = None,
+    ) -> Summary:
+        """Close the last interval (with the work done in it, as for mark()), stop the meters
+        and return the run's Summary (idempotent)."""
         with self._lock:
             if self._stopped is not None:
                 return self._stopped
             if self._edges is None:
                 raise RuntimeError("Tracker.stop() before start()")
-            last = self._close_interval(label)
+            last = self._close_interval(label, (samples, tokens))
         self._recorder.interval(last, None)
+        self._exports.interval(last)
         self._edges.shut()
         summary = self._summary(status)
         self._recorder.end(*self._stored_status(status), summary.duration_s)
+        self._exports.close()
         with self._lock:
             self._stopped = summary
         return summary
@@ -288,29 +321,39 @@ class Tracker:
     def _continue_from_ledger(self) -> None:
         """A resumed run goes on from what its ledger run holds when that is more than the
         resume state: a checkpoint taken mid-epoch leaves out the work done after it, which
-        the ledger kept. Global rank zero reads it; one sum at start brings it to every rank."""
+        the ledger kept. Global rank zero reads it; one sum at start brings it to every rank
+        (the band, work, embodied and water of its stored intervals stay rank zero's)."""
         if self._resume_run_id is None:
             return
         mine = [0.0] * 7  # joules per component, kWh, kg, intervals, found
+        sums = self._totals.sums
         record = self._recorder.reopened_run(self._resume_run_id)
         if record is not None and record.energy_kwh > self._totals.energy_kwh:
             joules = [record.gpu_j, record.cpu_j, record.ram_j]
             mine = [*joules, record.energy_kwh, record.co2_kg, len(record.intervals), 1.0]
+            sums = RunSums.of(record.intervals)
         if self._reduce is not None and self.ranks.is_distributed:
             mine = sum_floats(self._reduce, mine) or mine
         if mine[6]:
             joules = Joules(*mine[:3])
-            self._totals = self._totals.continued(joules, mine[3], mine[4], round(mine[5]))
+            self._totals = self._totals.continued(joules, mine[3], mine[4], round(mine[5]), sums)
 
     def _check_running(self, what: str) -> None:
         if self._edges is None or self._stopped is not None:
             raise RuntimeError(f"Tracker.{what}() needs a started, not yet stopped tracker")
 
-    def _close_interval(self, label: str) -> Interval:
+    def _close_interval(
+        self, label: str, work: tuple[float | None, float | None] = (None, None)
+    ) -> Interval:
         """Edge, the one sum, totals, forecast, budget: one interval, in that order."""
         window, index = self._edges.close(), self._totals.intervals
-        shared, (g_per_kwh, source) = self._sharing.share(window, self._edges.components, index)
-        energy_kwh = units.facility_kwh(shared.joules.device_j, self.site.pue)
+        rate = self._embodied_kg_per_s
+        embodied_kg = None if rate is None else rate * window.duration_s
+        shared, (g_per_kwh, source) = self._sharing.share(
+            window, self._edges.components, index, (*work, embodied_kg)
+        )
+        device_j = shared.joules.device_j
+        energy_kwh = units.facility_kwh(device_j, self.site.pue)
         co2_kg = units.co2_kg(energy_kwh, g_per_kwh)
         self._totals.add(shared.joules, energy_kwh, co2_kg, label == EPOCH)
         totals = (self._totals.energy_kwh, self._totals.co2_kg)
@@ -325,7 +368,10 @@ class Tracker:
             (g_per_kwh, source),
             totals,
             forecast,
+            (shared.samples, shared.tokens, shared.embodied_kg),
+            self._water.water_l(units.kwh_from_j(device_j), energy_kwh),
         )
+        self._totals.sums.add(interval)
         self._intervals.append(interval)
         if label == EPOCH:
             self._check_budget()
@@ -356,7 +402,7 @@ class Tracker:
         )
 
     def _summary(self, status: str) -> Summary:
-        joules = self._totals.joules
+        joules, sums = self._totals.joules, self._totals.sums
         return Summary(
             run_name=self.run_name,
             status=status,
@@ -371,6 +417,12 @@ class Tracker:
             site=self.site.describe(),
             run_id=self.run_id,
             stop_reason=self.stop_reason,
+            band_j=sums.band_j,
+            methods=sums.methods,
+            samples=sums.samples,
+            tokens=sums.tokens,
+            embodied_kg=sums.embodied_kg,
+            water_l=sums.water_l,
         )
 
 
@@ -382,8 +434,11 @@ def interval_of(
     intensity: tuple[float, str],
     totals: tuple[float, float],
     forecast: tuple[float | None, float | None] = (None, None),
+    work: tuple[float | None, float | None, float | None] = (None, None, None),
+    water: float | None = None,
 ) -> Interval:
-    """An Interval of `window`'s joules, with the intensity used and the running totals."""
+    """An Interval of `window`'s joules, bands and methods, with the intensity used, the
+    running totals, the work (samples, tokens) and embodied kg, and the water (litres)."""
     joules = window.joules
     return Interval(
         label=label,
@@ -401,6 +456,12 @@ def interval_of(
         estimated=tuple(c for c in COMPONENTS if c in window.estimated),
         forecast_energy_kwh=forecast[0],
         forecast_co2_kg=forecast[1],
+        band_j=window.band_j,
+        methods=window.methods,
+        samples=work[0],
+        tokens=work[1],
+        embodied_kg=work[2],
+        water_l=water,
     )
 
 
