@@ -25,8 +25,14 @@ OPTIONS_DOC = """location, pue, intensity: where the energy is drawn (see `carbo
             False silences both (warnings are still said).
         pretrained, base_model, task: what the run is, for the ledger and the savings
             figures; they win over what is detected from the model.
+        search, trial, trial_params: the hyperparameter search this run is a trial of, for
+            `carbonlog runs --by search`: `trial=trial` (an Optuna Trial: its study, number
+            and params), or a search name with a trial number and parameters.
+        intensity_forecast: a carbon-intensity forecast you have (a file `carbonlog when`
+            reads, or a Forecast): the fit's summary adds the greenest start it held.
         tracker_options: any other `carbonlog.Tracker` option (gpus, cpu, ram, power_w,
-            run_name, tags, ledger, budget_kg, budget_kwh, on_budget, budget_check, live);
+            run_name, tags, ledger, budget_kg, budget_kwh, on_budget, budget_check, live,
+            exporters: see docs/monitoring.md);
             `on_budget="stop"` asks the framework to stop at the epoch that reaches it."""
 """The shared options, as every adapter's docstring lists them where it says `{options}`."""
 
@@ -92,15 +98,16 @@ def cuda_devices(device: Any) -> list[int]:
     return [torch.cuda.current_device()]
 
 
-def find_caller(is_wanted: Callable[[Any], bool], depth: int) -> Any | None:
-    """The nearest `self` up the stack, within `depth` frames above the function that asks,
-    for which `is_wanted` is true: what called a hook, where the framework hands it nothing."""
+def find_caller(is_wanted: Callable[[Any], bool], depth: int, local: str = "self") -> Any | None:
+    """The nearest `self` (or other `local` variable) up the stack, within `depth` frames above
+    the function that asks, for which `is_wanted` is true: what called a hook, where the
+    framework hands it nothing."""
     frame = sys._getframe(1)
     for _ in range(depth):
         frame = frame.f_back
         if frame is None:
             return None
-        owner = frame.f_locals.get("self")
+        owner = frame.f_locals.get(local)
         if owner is not None and is_wanted(owner):
             return owner
     return None

@@ -1,6 +1,6 @@
 """What the Keras callback needs around it: which callbacks listed before it would want its keys,
 the processes it runs among and their one float64 sum (torch.distributed or JAX multi-process),
-the CUDA devices a model runs on, and the resume sidecar's atomic write.
+the CUDA devices a model runs on, the samples of an epoch, and the resume sidecar's atomic write.
 
 Imported by carbonlog.integrations.keras once Keras has loaded.
 """
@@ -109,6 +109,19 @@ def gpus_driven(model) -> list[int] | None:
     if keras.backend.backend() != "torch" or not weights:
         return None
     return cuda_devices(weights[0].value.device)
+
+
+def epoch_samples(adapter, steps: int | None) -> int | None:
+    """The samples one epoch of `steps` batches trains on, from fit's data adapter (its batch
+    size, and the last batch's when it is partial); None where Keras does not know them (a
+    generator, a tf.data pipeline, a PyDataset)."""
+    batch = getattr(adapter, "batch_size", None)
+    if not batch or not steps:
+        return None
+    samples = steps * batch
+    if steps == adapter.num_batches and adapter.has_partial_batch:
+        samples -= batch - adapter.partial_batch_size
+    return samples
 
 
 def write_json_atomically(path: str, data: dict) -> None:

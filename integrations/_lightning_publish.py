@@ -88,6 +88,19 @@ def provenance_table(values: Mapping[str, object]) -> str:
     return "| key | value |\n|---|---|" + rows
 
 
+def batch_size(batch: Any) -> int | None:
+    """The number of samples in a training batch, as Lightning infers it for `self.log` (the
+    first dimension of its tensors); None where it cannot tell."""
+    try:
+        from lightning.pytorch.utilities.data import extract_batch_size
+    except ImportError:  # only the pytorch_lightning namespace is installed
+        from pytorch_lightning.utilities.data import extract_batch_size
+    try:
+        return extract_batch_size(batch)
+    except Exception:  # a batch of no tensor (MisconfigurationException), or too deep a one
+        return None
+
+
 def sum_over_ranks(strategy) -> ReduceFn:
     """One all-reduce of a float64 vector through torch.distributed on the strategy's root
     device (not `strategy.reduce`, which runs a barrier first); a strategy without a torch

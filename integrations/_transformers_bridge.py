@@ -41,6 +41,9 @@ class RunLog:
     """Pieces are taken (`log_steps`, under the "steps" logging strategy)."""
     told: bool = False
     """The run's provenance has gone to the reporters."""
+    work_step: int = 0
+    work_tokens: float = 0.0
+    """The global step and the Trainer's input tokens seen at the last epoch edge."""
 
 
 class TrainerBridge:
@@ -56,6 +59,7 @@ class TrainerBridge:
         self._emitting = False
         self._card_co2: dict | None = None
         self._run = RunLog()
+        self._examples: int | None = None
 
     @property
     def emitting(self) -> bool:
@@ -92,6 +96,8 @@ class TrainerBridge:
             callbacks.remove(callback)
             callbacks.insert(place, callback)
         trainer = find_caller(lambda owner: _handler_of(owner) is handler, CALLER_FRAMES)
+        if trainer is not None:
+            self._examples = _sized(getattr(trainer, "train_dataset", None))
         if trainer is not None and self._model_card:
             self._wrap_model_card(trainer)
 
@@ -104,6 +110,28 @@ class TrainerBridge:
             "callbacks=[EmissionsCallback(...), TensorBoardCallback()]), the reporters after it.",
         )
 
+    # -- hyperparameter search ---------------------------------------------------------
+
+    def search_facts(self, state) -> dict[str, object]:
+        """A `hyperparameter_search` trial's facts for the ledger: its parameters
+        (`state.trial_params`) and, with Optuna, the study's name and the trial's number (the
+        Trainer's `_trial`), else the trial's `hp_name`; {} outside a search. Other backends
+        name no search: pass `search=` to the callback."""
+        if not getattr(state, "is_hyper_param_search", False):
+            return {}
+        handler = self._handler
+        trainer = handler and find_caller(lambda o: _handler_of(o) is handler, CALLER_FRAMES)
+        trial = getattr(trainer, "_trial", None)
+        facts: dict[str, object] = {"trial_params": dict(state.trial_params or {})}
+        study = getattr(getattr(trial, "study", None), "study_name", None)
+        if study is not None:
+            facts["search_id"] = study
+        number = getattr(trial, "number", None)
+        name = state.trial_name if number is None else str(number)
+        if name is not None:
+            facts["trial"] = name
+        return facts
+
     # -- pieces and log events ---------------------------------------------------------
 
     def begin_run(self, args, state) -> None:
@@ -114,7 +142,11 @@ class TrainerBridge:
             say(f"carbonlog: log_steps=True adds nothing under logging_strategy={strategy!r}: "
                 "the epoch figures are the pieces", level=logging.INFO)  # fmt: skip
         self._run = RunLog(
-            piece_step=state.global_step, epoch_first_log=len(state.log_history), pieces=pieces
+            piece_step=state.global_step,
+            epoch_first_log=len(state.log_history),
+            pieces=pieces,
+            work_step=state.global_step,
+            work_tokens=state.num_input_tokens_seen,
         )
         self._card_co2 = None
 
@@ -144,6 +176,22 @@ class TrainerBridge:
         if self._run.piece_step != state.global_step:
             self.take_piece(state)
         return self.take_pending()
+
+    def count_epoch(self, args, state) -> None:
+        """The work of the epoch that closes now, for the energy per unit of work: its optimizer
+        steps x the total batch (every process's, accumulation included), at most the training
+        set's size; and the Trainer's input tokens, where it counts them
+        (include_num_input_tokens_seen). Both are every process's already."""
+        run = self._run
+        total_batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        samples = (state.global_step - run.work_step) * total_batch
+        if self._examples is not None:
+            samples = min(samples, self._examples)
+        tokens = None
+        if args.include_num_input_tokens_seen not in ("no", False):
+            tokens = state.num_input_tokens_seen - run.work_tokens
+        run.work_step, run.work_tokens = state.global_step, state.num_input_tokens_seen
+        self._session.add_work(samples=samples, tokens=tokens, everywhere=True)
 
     # -- the reporters' run metadata ---------------------------------------------------
 
@@ -300,6 +348,14 @@ _TELL: dict[type, Callable[[Any, Mapping, str], None]] = {
     MLflowCallback: _tell_mlflow,
 }
 """How each reporter takes run metadata, through what its on_train_begin set up."""
+
+
+def _sized(dataset: Any) -> int | None:
+    """The number of examples of a sized dataset; None for an iterable one."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
 
 
 def _holds(callback: Any) -> Callable[[Any], bool]:

@@ -40,6 +40,7 @@ except ImportError as exc:
     ) from exc
 
 from carbonlog.integrations._keras_support import (  # noqa: E402  (needs Keras loaded)
+    epoch_samples,
     gpus_driven,
     process_group,
     reads_logs,
@@ -90,7 +91,8 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     queued device work is waited for by the core (torch and JAX, whichever is loaded: JAX
     dispatch is asynchronous, and predict's outputs are still in flight at `on_predict_end`).
     No batch hook is overridden, so Keras keeps its async dispatch; `on_budget="stop"` sets
-    `model.stop_training`.
+    `model.stop_training`. An epoch's samples (its batches x the batch size, the last batch as
+    it is: what fit's data adapter knows of arrays and tensors) give the energy per sample.
 
     Args:
         {options}
@@ -118,6 +120,7 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
         self._fitting = False
         self._fit_begun = False
         self._blind: list[str] = []
+        self._epoch_samples: int | None = None
 
     def set_params(self, params):
         # Only a new fit/evaluate/predict builds a CallbackList, which sets params (fit's own
@@ -131,6 +134,8 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._fitting, self._fit_begun = True, False
         self._blind = self._listed_before(_calling_callbacks())
+        steps = self.params.get("steps") if self.params else None
+        self._epoch_samples = epoch_samples(_fit_data_adapter(), steps)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._fitting and not self._fit_begun:
@@ -138,6 +143,7 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
             self._begin_fit(first_epoch=epoch)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._session.add_work(samples=self._epoch_samples)
         values = self._session.epoch_end(logs)
         if logs is not None:
             logs.update(values)
@@ -250,6 +256,13 @@ class EmissionsCallback(SessionOwner, keras.callbacks.Callback):
             return []
         before = callbacks[: callbacks.index(self)]
         return [type(c).__name__ for c in before if reads_logs(c, self._session.prefix)]
+
+
+def _fit_data_adapter():
+    """The data adapter of the fit whose on_train_begin calls ours: its epoch iterator is a
+    local of fit(), a few frames up (Keras hands callbacks neither)."""
+    iterator = find_caller(lambda it: hasattr(it, "data_adapter"), _CALLER_FRAMES, "epoch_iterator")
+    return None if iterator is None else iterator.data_adapter
 
 
 def _calling_callbacks() -> list | None:

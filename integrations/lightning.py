@@ -72,6 +72,12 @@ def _planned_epochs(
     return min(limits) if limits else None
 
 
+def _is_pruned(exception: BaseException) -> bool:
+    """Whether a hyperparameter search pruned the trial (Optuna's TrialPruned, by name: the
+    adapter does not import Optuna)."""
+    return type(exception).__name__ == "TrialPruned"
+
+
 @with_options_doc
 class EmissionsCallback(SessionOwner, *_callback_bases()):
     """Logs each training epoch's energy (kWh) and CO2 (kg) to every logger of the Trainer.
@@ -86,9 +92,12 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
     provenance (location, intensity and its source, PUE, which components are measured and
     which estimated) goes to each logger once, as hyperparameters. The epoch's validation
     counts in that epoch. Standalone `trainer.validate/test/predict` runs log under
-    `carbon/<stage>/...`. Totals travel in checkpoints, so `fit(ckpt_path=...)` continues
-    them; a damaged state there is refused with a warning and the totals start over. A fit
-    that raises ends its ledger run as "failed", one stopped by Ctrl-C as "interrupted".
+    `carbon/<stage>/...`. Each training batch's size (as Lightning infers it for `self.log`)
+    counts the fit's samples, for the energy per sample (`carbon/energy_per_sample_j` with
+    `metrics="full"`, and the Summary's). Totals travel in checkpoints, so
+    `fit(ckpt_path=...)` continues them; a damaged state there is refused with a warning and
+    the totals start over. A fit that raises ends its ledger run as "failed", one stopped by
+    Ctrl-C as "interrupted".
 
     Distributed: one all-reduce of a small float64 vector per epoch edge (and one at the
     fit's end) through torch.distributed, on the strategy's root device.
@@ -149,6 +158,7 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         publish.provenance(trainer, self._session.provenance())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._count(batch)
         if self.log_every_n_steps is not None:
             self._log_step(trainer)
 
@@ -181,8 +191,9 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
             publish.to_loggers(trainer, self._session.end("completed"))
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        stopped_by_hand = isinstance(exception, KeyboardInterrupt)
-        self._end_run(trainer, INTERRUPTED if stopped_by_hand else "failed", failed=True)
+        # stopped on purpose, by hand or by a search's pruner (optuna.TrialPruned), not failed
+        stopped = isinstance(exception, KeyboardInterrupt) or _is_pruned(exception)
+        self._end_run(trainer, INTERRUPTED if stopped else "failed", failed=True)
 
     def state_dict(self) -> dict[str, Any]:
         # After the fit, the finished fit's totals: trainer.save_checkpoint() then resumes.
@@ -253,6 +264,20 @@ class EmissionsCallback(SessionOwner, *_callback_bases()):
         summed = publish.sum_over_ranks(trainer.strategy)
         # once this rank raised, the others may never join: a collective could wait forever
         return lambda values: values if self._failed else summed(values)
+
+    def _count(self, batch) -> None:
+        """The batch's samples, for the energy per sample (a batch of no tensor is said once,
+        and not counted)."""
+        if self._session.stage != FIT:
+            return
+        size = publish.batch_size(batch)
+        if size is None:
+            warn_once(
+                f"lightning-batch-size:{id(self)}",
+                "carbonlog: a training batch holds no tensor to count its samples by; "
+                "the energy per sample leaves such batches out",
+            )
+        self._session.add_work(samples=size)
 
     def _log_step(self, trainer) -> None:
         if self._session.stage != FIT:

@@ -12,6 +12,9 @@ What goes where (docs/quickstart/transformers.md; TensorBoard and W&B add `train
 - The Trainer's last log (what `train()` returns): the run's totals; the model card that
   `create_model_card()` and `push_to_hub()` write gets `co2_eq_emissions` (grams).
 - As a `train()`'s first epoch begins: the run's provenance, in each reporter's run metadata.
+- Each epoch's work, for the energy per sample and per token (`metrics="full"`, the Summary):
+  its optimizer steps x the total batch, at most the training set, and the Trainer's own
+  `num_input_tokens_seen` (with `include_num_input_tokens_seen`).
 - A standalone `evaluate()`/`predict()` is its own run, from its first prediction step (no
   hook comes before it): `<metric_key_prefix>_carbon/*` are its figures, no running totals.
 - `log_steps=True` (under the "steps" logging strategy): pieces summed over processes, the
@@ -42,14 +45,17 @@ from carbonlog.integrations._common import (
     torch_sum,
     with_options_doc,
 )
-from carbonlog.session import FIT, SessionOwner
+from carbonlog.session import FIT, INTERRUPTED, SessionOwner
 
 STATE_KEY = "carbonlog"
 """Where the run's totals travel in `trainer_state.json` (`stateful_callbacks`), for resume."""
 STATE_SOURCE = "the checkpoint's trainer_state.json"
 INFERENCE = "inference"
 _RUNTIME = "_runtime"
-_FINAL_LOG_KEY = "train_runtime"
+_TRAIN_RUNTIME = "train_runtime"
+_FINAL_LOG_KEY = "train_steps_per_second"
+"""A key of the Trainer's final log alone: with include_num_input_tokens_seen every training log
+holds `train_runtime` (and `train_tokens_per_second`) too."""
 _TOTAL = "_total"
 _STEP = "step"
 
@@ -83,7 +89,7 @@ def inference_prefix(logs: Mapping[str, Any]) -> str | None:
     its speed metrics add `<prefix>_runtime`; None for a training log (the last has
     `train_runtime`)."""
     for key in logs:
-        if key.endswith(_RUNTIME) and key != _FINAL_LOG_KEY:
+        if key.endswith(_RUNTIME) and key != _TRAIN_RUNTIME:
             return key[: -len(_RUNTIME)]
     return None
 
@@ -181,7 +187,7 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
             FIT,
             **_processes(args),
             planned_epochs=int(state.num_train_epochs) or None,
-            detected=detect_model(model),
+            detected={**detect_model(model), **self._bridge.search_facts(state)},
         )
         self._bridge.begin_run(args, state)
         self._save_state(state)
@@ -226,7 +232,8 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
 
     def on_prediction_step(self, args, state, control, model=None, **kwargs):
         if not self._session.is_measuring:  # a standalone evaluate/predict: its first batch
-            self._session.begin(INFERENCE, **_processes(args), detected=detect_model(model))
+            detected = {**detect_model(model), **self._bridge.search_facts(state)}
+            self._session.begin(INFERENCE, **_processes(args), detected=detected)
 
     def on_predict(self, args, state, control, metrics=None, **kwargs):
         if metrics is not None:
@@ -234,7 +241,9 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._session.stage == FIT:  # the Trainer's final log did not come through
-            self._bridge.carry(self._finish(args))
+            # in a hyperparameter search, the Trainer ends a trial it prunes so (then raises)
+            pruned = getattr(state, "is_hyper_param_search", False)
+            self._bridge.carry(self._finish(args, INTERRUPTED if pruned else "completed"))
             self._bridge.emit(args, state, control)
 
     # -- helpers -----------------------------------------------------------------------
@@ -242,6 +251,7 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
     def _end_epoch(self, args, state, control) -> None:
         """Close the epoch: its figures as a log event, its totals into the trainer state."""
         self._bridge.take_piece(state)  # the mark must not swallow the energy since the last log
+        self._bridge.count_epoch(args, state)
         self._bridge.carry(self._session.epoch_end(self._bridge.epoch_logs(state)))
         self._save_state(state)
         self._bridge.emit(args, state, control)
@@ -269,10 +279,10 @@ class EmissionsCallback(SessionOwner, TrainerCallback):
             return evaluation_keys(self._session.end(), old, to)
         return {}
 
-    def _finish(self, args) -> dict[str, float]:
+    def _finish(self, args, status: str = "completed") -> dict[str, float]:
         """End the fit: the last piece and the run's totals; the model card's metadata."""
         values = {**self._bridge.take_pending(), **self._bridge.read_piece()}
-        values.update(self._session.end("completed"))
+        values.update(self._session.end(status))
         self._bridge.keep_card(self._session.model_card_co2(processes=args.world_size))
         return values
 

@@ -7,6 +7,7 @@ from carbonlog._version import __version__
 from carbonlog.compare import compare
 from carbonlog.estimate import estimate
 from carbonlog.intensity import intensity
+from carbonlog.intensity.forecast import best_window
 from carbonlog.interval import Interval, Summary
 from carbonlog.tracking import Tracker, track
 
@@ -15,6 +16,7 @@ __all__ = [
     "Summary",
     "Tracker",
     "__version__",
+    "best_window",
     "compare",
     "estimate",
     "intensity",

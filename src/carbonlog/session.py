@@ -37,9 +37,12 @@ class Session:
     """Options checked once at construction; a Tracker per stage; the schema dicts out, in
     the `metrics` set ("compact" by default, or "full": see carbonlog.metrics.METRIC_SETS).
 
-    `tracker_options` are Tracker's own arguments (location, pue, intensity, gpus, cpu,
-    ram, power_w, live, run_name, tags, ledger, budget_kg, budget_kwh, on_budget,
-    budget_check); they fail here, in the user's script, not mid-training.
+    `search`, `trial` and `trial_params` mark each run as a trial of a hyperparameter search
+    (see SearchTrial); `intensity_forecast` (a forecast file or Forecast the user has) adds
+    the greenest start it held to the fit's summary (see greenest_note). `tracker_options`
+    are Tracker's own arguments (location, pue, intensity, gpus, cpu, ram, power_w, live,
+    run_name, tags, ledger, budget_kg, budget_kwh, on_budget, budget_check); they fail here,
+    in the user's script, not mid-training.
     """
 
     def __init__(
@@ -51,6 +54,10 @@ class Session:
         base_model: str | None = None,
         task: str | None = None,
         metrics: str = "compact",
+        search: object = None,
+        trial: object = None,
+        trial_params: Mapping[str, object] | None = None,
+        intensity_forecast: object = None,
         **tracker_options,
     ):
         if not isinstance(prefix, str):
@@ -62,8 +69,9 @@ class Session:
         check_options(**tracker_options)  # meters open at start(), with the stage's tracker
         self._framework = framework
         self._prefix = prefix
-        self._notes = _Notes(verbose)
+        self._notes = _Notes(verbose, planning_forecast(intensity_forecast))
         self._declared = {"pretrained": pretrained, "base_model": base_model, "task": task}
+        self._search = SearchTrial(search, trial, trial_params)
         self._tracker_options = tracker_options
         self._tracker: Tracker | None = None
         self._stage: str | None = None
@@ -75,6 +83,7 @@ class Session:
         self._reference: savings.Reference | None = None
         self._fit_state: dict | None = None
         self._resume = _Resume()
+        self._work = _Work()
 
     # -- what adapters read ------------------------------------------------------------
 
@@ -148,6 +157,7 @@ class Session:
             options["gpus"] = gpus
         run_info = {"framework": self._framework, "stage": stage, **(detected or {})}
         run_info.update({k: v for k, v in self._declared.items() if v is not None})
+        run_info.update(self._search.facts())
         stage_sum = _StageSum(reduce) if reduce is not None else None
         tracker = Tracker(
             **options,
@@ -161,6 +171,7 @@ class Session:
             tracker.load_state_dict(resumed)
         tracker.start()
         self._tracker, self._stage, self._ranks = tracker, stage, tracker.ranks
+        self._work = _Work()
         self._at_exit = weakref.finalize(self, _close_abandoned, tracker, stage_sum)
         if resume_note:
             say(resume_note)
@@ -170,20 +181,36 @@ class Session:
             self._reference = _fit_reference(tracker, reduce)
             self._notes.fit_begins(tracker)
 
-    def epoch_end(self, framework_metrics: Mapping[str, object] | None = None) -> dict[str, float]:
-        """Close the epoch's interval; the schema dict to log (empty when not measuring).
+    def epoch_end(
+        self, framework_metrics: Mapping[str, object] | None = None, label: str = EPOCH
+    ) -> dict[str, float]:
+        """Close the epoch's interval (or a custom loop's, under `label`: the budget and the
+        forecast count "epoch" marks); the schema dict to log (empty when not measuring).
 
         `framework_metrics` (loss, accuracy: the framework's logs as they are) go to the
         ledger with the interval; see `scalars` for what is kept.
         """
         if self._tracker is None:
             return {}
-        interval = self._tracker.mark(EPOCH, metrics=self.scalars(framework_metrics or {}))
+        interval = self._tracker.mark(
+            label, metrics=self.scalars(framework_metrics or {}), **self._work.take()
+        )
         self._notes.epoch_ends(self._tracker, interval)
         saved_kg = savings.saved_vs_scratch_kg(self._reference, interval.co2_kg_total)
         return metrics.to_dict(
             interval, self._prefix, saved_vs_scratch_kg=saved_kg, keys=self._metrics
         )
+
+    def add_work(
+        self, samples: float | None = None, tokens: float | None = None, everywhere: bool = False
+    ) -> None:
+        """Count work done in the open interval: samples (a batch's size) and input tokens of
+        this process, or with `everywhere` a count the framework already summed over processes
+        (the Trainer's tokens), which global rank zero alone brings to the interval's sum."""
+        if self._tracker is None:
+            return
+        mine = not everywhere or self._ranks.is_global_zero
+        self._work.add(samples if mine else 0.0, tokens if mine else 0.0)
 
     def annotate_epoch(self, framework_metrics: Mapping[str, object]) -> None:
         """Metrics of the evaluation a framework runs after the epoch closed, for its record."""
@@ -235,7 +262,7 @@ class Session:
         tracker, stage = self._tracker, self._stage
         self._tracker = self._stage = None
         self._at_exit.detach()
-        summary = tracker.stop(status=status)
+        summary = tracker.stop(status=status, **self._work.take())
         self._last_summary = summary
         if stage == FIT:
             self._fit_state = tracker.state_dict()
@@ -306,8 +333,9 @@ class _Notes:
     the notes as a fit begins, a line per epoch and the forecast, the summary at a stage's
     end. `verbose=False` silences all of it; warnings are said elsewhere, whatever it is."""
 
-    def __init__(self, verbose: bool):
+    def __init__(self, verbose: bool, planning=None):
         self.verbose = bool(verbose)
+        self.planning = planning  # a carbonlog.intensity.forecast.Forecast, or None
         self._forecast_said = False
 
     def fit_begins(self, tracker: Tracker) -> None:
@@ -335,6 +363,58 @@ class _Notes:
         say(format_summary(summary, stage), level=logging.INFO)
         if reference is not None and summary.intervals:
             say(f"carbonlog: {reference.statement(summary.co2_kg)}", level=logging.INFO)
+        greenest = greenest_note(self.planning, summary) if stage == FIT else None
+        if greenest:
+            say(greenest, level=logging.INFO)
+
+
+def planning_forecast(value: object):
+    """The Forecast `intensity_forecast=` gives (a Forecast, or a file of one), read now so a
+    bad one fails in the user's script; None for None."""
+    if value is None:
+        return None
+    from carbonlog.intensity.forecast import Forecast, ForecastError
+    from carbonlog.intensity.forecast_shapes import read_forecasts
+
+    if isinstance(value, Forecast):
+        return value
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"intensity_forecast must be a Forecast or a file, got {value!r}")
+    found = read_forecasts(value)
+    if len(found) != 1:
+        raise ForecastError(f"{value} holds {len(found)} forecasts: pass the one of this run")
+    return found[0]
+
+
+def greenest_note(forecast, summary: Summary) -> str | None:
+    """`started at 2026-12-01 10:00 UTC; the greenest 6 h in the forecast began at ... UTC, 40%
+    less CO2`: the fit's start against the greenest start of its length from then on, in a
+    forecast the user gave (no network, nothing waits); None where it does not cover the run."""
+    from datetime import datetime, timezone
+
+    from carbonlog.intensity.forecast import ForecastError, best_window
+
+    if forecast is None or not summary.intervals or summary.duration_s <= 0:
+        return None
+    began = datetime.fromtimestamp(summary.intervals[0].started_at_s, timezone.utc)
+    try:
+        window = best_window(forecast, summary.duration_s / 3600.0, now=began)
+    except ForecastError:
+        return None
+    if window.now != began or not window.saving_ratio:
+        return None  # the forecast begins after the run did, or started now was the greenest
+    return (
+        f"carbonlog: started at {began:%Y-%m-%d %H:%M} UTC; the greenest "
+        f"{format_hours(window.hours)} in the forecast began at {window.start:%Y-%m-%d %H:%M} "
+        f"UTC, {window.saving_ratio:.0%} less CO2 for the same energy"
+    )
+
+
+def format_hours(hours: float) -> str:
+    """`6 h`, `1.5 h`, `25 min`, `40 s`."""
+    if hours >= 1:
+        return f"{hours:.2g} h"
+    return f"{hours * 60:.0f} min" if hours >= 1 / 60 else f"{hours * 3600:.0f} s"
 
 
 def framework_scalars(values: Mapping[str, object], prefix: str) -> dict[str, float]:
@@ -394,6 +474,64 @@ class _Resume:
         taken = self.state, self.note
         self.state = self.epochs = self.note = None
         return taken
+
+
+class _Work:
+    """Samples and tokens counted since the last edge; None for what nobody counted."""
+
+    def __init__(self) -> None:
+        self.samples: float | None = None
+        self.tokens: float | None = None
+
+    def add(self, samples: float | None, tokens: float | None) -> None:
+        if samples is not None:
+            self.samples = (self.samples or 0.0) + float(samples)
+        if tokens is not None:
+            self.tokens = (self.tokens or 0.0) + float(tokens)
+
+    def take(self) -> dict[str, float | None]:
+        """The counts for the interval that closes now; the next one counts from zero."""
+        taken = {"samples": self.samples, "tokens": self.tokens}
+        self.samples = self.tokens = None
+        return taken
+
+
+class SearchTrial:
+    """The hyperparameter search a session's runs are trials of, for the ledger (`carbonlog
+    runs --by search`). `search` is its id: a string, or an Optuna Study (its study_name);
+    `trial` a number or name, or an Optuna Trial (its number and params, read as each run
+    begins, so what is suggested after the callback is built counts; its study is the search
+    when `search` is left out); `trial_params` are parameters to record over the Trial's."""
+
+    def __init__(self, search: object = None, trial: object = None, trial_params=None):
+        if search is None:
+            search = getattr(trial, "study", None)
+        search = getattr(search, "study_name", search)
+        if search is not None and (not isinstance(search, str) or not search.strip()):
+            raise TypeError(f"search must be a name or an Optuna Study, got {search!r}")
+        number = getattr(trial, "number", trial)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int | str)):
+            raise TypeError(f"trial must be a number, a name or an Optuna Trial, got {trial!r}")
+        if trial_params is not None and not isinstance(trial_params, Mapping):
+            raise TypeError(f"trial_params must be a mapping, got {trial_params!r}")
+        if search is None and (trial is not None or trial_params):
+            raise TypeError("trial= and trial_params= need search= (the search's name)")
+        self.search_id = search
+        self._trial, self._params = trial, dict(trial_params or {})
+
+    def facts(self) -> dict[str, object]:
+        """What is known of search_id, trial and trial_params for the run beginning now (what
+        a framework detects fills the rest); {} outside a search."""
+        if self.search_id is None:
+            return {}
+        number = getattr(self._trial, "number", self._trial)
+        params = {**(getattr(self._trial, "params", None) or {}), **self._params}
+        facts: dict[str, object] = {"search_id": self.search_id}
+        if number is not None:
+            facts["trial"] = str(number)
+        if params:
+            facts["trial_params"] = params
+        return facts
 
 
 class _StageSum:

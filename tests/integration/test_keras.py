@@ -374,3 +374,44 @@ def test_jax_backend(tmp_path):
     assert len(history["carbon/energy_kwh"]) == 2
     total = history["carbon/energy_kwh_total"][-1]
     assert sum(history["carbon/energy_kwh"]) == pytest.approx(total)
+
+
+# -- the band, the work, embodied and water ---------------------------------------------------
+
+
+def test_a_fit_has_its_band_its_energy_per_sample_and_water_and_the_ledger_keeps_them(
+    tmp_path, data
+):
+    from carbonlog import water
+    from carbonlog.ledger import Ledger
+    from carbonlog.report.rows import run_band
+
+    x, y = data  # 64 samples
+    path = tmp_path / "ledger.db"
+    options = {
+        **OPTIONS,
+        "intensity": None,
+        "location": "gcp:us-central1",
+        "ledger": str(path),
+        "gpus": None,  # a CPU run
+        "power_w": {"cpu": CPU_W, "ram": RAM_W},
+    }
+    callback = EmissionsCallback(**options)
+    history = tiny_model().fit(x, y, epochs=2, batch_size=24, verbose=0, callbacks=[callback])
+
+    summary = callback.summary
+    assert summary.samples == 2 * 64  # batches of 24, 24 and 16
+    assert summary.energy_per_sample_j == pytest.approx(summary.energy_kwh * J_PER_KWH / 128)
+    per_sample = history.history["carbon/energy_per_sample_j"]  # metrics="full": per epoch
+    energy_j = np.array(history.history["carbon/energy_kwh"]) * J_PER_KWH
+    assert per_sample == pytest.approx(energy_j / 64)
+    assert summary.methods == {"cpu": "model", "ram": "model"}
+    assert summary.band.component == "cpu" and summary.band.energy_kwh > 0  # 10 W against 1 W
+    assert summary.embodied_kg is None  # a CPU run: the table has no row for it
+    it_kwh = summary.device_j / J_PER_KWH
+    assert summary.water_l == pytest.approx(
+        water.water_l(it_kwh, summary.energy_kwh, "gcp:us-central1")
+    )
+    with Ledger(path) as ledger:
+        record = ledger.run(summary.run_id)
+    assert record.samples == 128.0 and run_band(record) == pytest.approx(summary.band)

@@ -481,3 +481,66 @@ def test_an_exception_closes_the_interval_and_keeps_what_was_measured(tmp_path):
     assert [iv.label for iv in summary.intervals] == ["epoch", "end"]
     assert summary.intervals[-1].device_j > 0  # the failed epoch's part is kept
     assert not callback.session.is_measuring
+
+
+# -- the band, the work, embodied and water ---------------------------------------------------
+
+
+def test_a_fit_has_its_band_its_energy_per_sample_embodied_and_water_and_the_ledger_keeps_them(
+    tmp_path, capsys, monkeypatch
+):
+    from lightning.pytorch.demos.boring_classes import RandomDataset
+    from torch.utils.data import DataLoader
+
+    from carbonlog import water
+    from carbonlog.cli import main
+    from carbonlog.embodied import amortised_kg
+    from carbonlog.report.rows import run_band
+    from tests.fakes.pynvml_fake import FakeGpu, FakeNvml
+
+    class Batches(BoringModel):  # 36 samples in batches of 8: the last one holds 4
+        def train_dataloader(self):
+            return DataLoader(RandomDataset(32, 36), batch_size=8)
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([FakeGpu(profile=300.0)]))  # an H100
+    logger = CSVLogger(tmp_path, name="work")
+    path = tmp_path / "ledger.db"
+    options = {
+        **OPTIONS,
+        "intensity": None,
+        "location": "gcp:us-central1",
+        "ledger": str(path),
+        "gpus": [0],  # the fake's GPU, though the model trains on the CPU
+        "power_w": {"cpu": 10.0, "ram": 1.0},
+    }
+    callback = EmissionsCallback(**options)
+    make_trainer(tmp_path, [callback], logger, max_epochs=2, limit_train_batches=None).fit(
+        Batches()
+    )
+
+    summary = callback.summary
+    assert summary.samples == 2 * 36 and summary.tokens is None
+    assert summary.energy_per_sample_j == pytest.approx(summary.energy_kwh * 3.6e6 / 72)
+    assert summary.methods == {"gpu": "counter", "cpu": "model", "ram": "model"}
+    band = summary.band
+    assert band.energy_kwh > 0 and band.share > 0.5
+    assert summary.band_j[band.component] == max(summary.band_j.values())
+    assert band.method == summary.methods[band.component]
+    hours = sum(iv.duration_s for iv in summary.intervals) / 3600  # one GPU: its device-hours
+    assert summary.embodied_kg == pytest.approx(amortised_kg("H100 SXM", hours), rel=1e-6)
+    it_kwh = summary.device_j / 3.6e6
+    assert summary.water_l == pytest.approx(
+        water.water_l(it_kwh, summary.energy_kwh, "gcp:us-central1")
+    )
+    for row in epoch_rows(csv_rows(logger)):  # metrics="full": per epoch too
+        energy_j = float(row["carbon/energy_kwh"]) * 3.6e6
+        assert float(row["carbon/energy_per_sample_j"]) == pytest.approx(energy_j / 36, rel=1e-5)
+
+    with Ledger(path) as ledger:
+        record = ledger.run(summary.run_id)
+    assert (record.samples, record.water_l) == (72.0, pytest.approx(summary.water_l))
+    assert run_band(record) == pytest.approx(band)
+    assert main(["--ledger", str(path), "runs", "show", str(record.id)]) == 0
+    shown = capsys.readouterr().out
+    assert " ± " in shown and f"mostly the {band.component.upper()}'s" in shown
+    assert "J per sample" in shown and "embodied" in shown

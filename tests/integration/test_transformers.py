@@ -480,8 +480,8 @@ def carbonlog_collectives(rank: dict) -> list[tuple]:
     ]
 
 
-ONE_SUM = ("all_reduce", 13, "torch.float64")
-"""The one collective carbonlog makes: an all-reduce of a 13-float64 vector."""
+ONE_SUM = ("all_reduce", 28, "torch.float64")
+"""The one collective carbonlog makes: an all-reduce of a 28-float64 vector."""
 
 
 @pytest.mark.slow
@@ -529,3 +529,43 @@ def test_torchrun_log_steps_sums_each_piece(tmp_path):
         for rank in ranks
     ]
     assert len(pieces[0]) == 11 and pieces[1] == pytest.approx(pieces[0], rel=1e-12)
+
+
+# -- the band, the work, embodied and water ---------------------------------------------------
+
+
+def test_a_trainer_run_has_its_band_and_its_energy_per_sample_and_per_token(tmp_path):
+    from transformers_ddp_script import SEQ_LEN
+
+    from carbonlog.ledger import Ledger
+    from carbonlog.report.rows import run_band
+
+    path = tmp_path / "ledger.db"
+    options = {**OPTIONS, "metrics": "full", "ledger": str(path)}
+    callback = EmissionsCallback(**options)
+    trainer = Trainer(  # 36 examples, batches of 8: 5 steps an epoch, the last of 4 examples
+        model=tiny_bert(),
+        args=training_args(tmp_path, include_num_input_tokens_seen=True, save_strategy="no"),
+        train_dataset=Tokens(36),
+        eval_dataset=Tokens(8, seed=1),
+        callbacks=[callback],
+    )
+    trainer.train()
+
+    summary = callback.summary
+    assert (summary.samples, summary.tokens) == (2 * 36, 2 * 36 * SEQ_LEN)
+    assert summary.energy_per_token_j == pytest.approx(summary.energy_kwh * J_PER_KWH / 864)
+    assert summary.methods == {"gpu": "model", "cpu": "model", "ram": "model"}
+    assert summary.band.energy_kwh > 0 and summary.band.component == "gpu"
+    assert summary.embodied_kg is None and summary.water_l is None  # a user's intensity
+    epochs = [e for e in trainer.state.log_history if "carbon/energy_kwh" in e]
+    assert len(epochs) == 2
+    for logged in epochs:  # metrics="full": per epoch too
+        energy_j = logged["carbon/energy_kwh"] * J_PER_KWH
+        assert logged["carbon/energy_per_sample_j"] == pytest.approx(energy_j / 36)
+        assert logged["carbon/energy_per_token_j"] == pytest.approx(energy_j / (36 * SEQ_LEN))
+
+    with Ledger(path) as ledger:
+        record = ledger.run(summary.run_id)
+    assert (record.samples, record.tokens) == (72.0, 864.0)
+    assert run_band(record) == pytest.approx(summary.band)

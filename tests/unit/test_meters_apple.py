@@ -91,9 +91,7 @@ def test_auto_measures_a_macs_gpu_where_there_is_no_other(tmp_path, monkeypatch)
     gpu.close()
 
 
-def test_auto_measures_a_macs_cpu_and_dram_from_its_counters_not_the_models(
-    tmp_path, monkeypatch
-):
+def test_auto_measures_a_macs_cpu_and_dram_from_its_counters_not_the_models(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "zeus_apple_silicon", FakeAppleSilicon(M2))
     for missing in ("amdsmi", "pyzes"):
         monkeypatch.setitem(sys.modules, missing, None)

@@ -293,7 +293,7 @@ def test_running_totals_at_the_last_edge_or_summed_now():
     assert epoch["carbon/energy_kwh_total"] > now["carbon/energy_kwh_total"]
     session.step()  # this process's own piece: no sum
     session.step(summed=True)
-    assert sums == [6, 13, 6]
+    assert sums == [6, 28, 6]  # the edge: joules, intensity, flags, bands, methods, work
     session.end()
 
 
@@ -322,3 +322,29 @@ def test_verbose_false_says_nothing_and_notes_come_from_global_rank_zero_alone(c
     assert any("this run will use about" in m for m in said)  # the forecast
     assert any(m.startswith("carbonlog: fit used") for m in said)  # the summary
     assert chatty(1) == []
+
+
+def test_work_counted_here_or_everywhere_reaches_the_interval_and_the_summary():
+    def interval_samples(rank: int, everywhere: bool) -> tuple[float | None, float | None]:
+        session = Session("test", verbose=False, ledger=False, **OPTIONS)
+        ranks = Ranks(rank=rank, local_rank=rank, world_size=2)
+        session.begin("fit", ranks=ranks, reduce=lambda values: values)  # this rank's part
+        session.add_work(samples=8, tokens=96, everywhere=everywhere)
+        session.add_work(samples=4)
+        session.epoch_end()
+        session.end()
+        summary = session.last_summary
+        return summary.intervals[0].samples, summary.samples
+
+    assert interval_samples(0, everywhere=False) == (12.0, 12.0)
+    assert interval_samples(1, everywhere=False) == (12.0, 12.0)
+    assert interval_samples(0, everywhere=True) == (12.0, 12.0)  # rank zero brings the count
+    assert interval_samples(1, everywhere=True) == (4.0, 4.0)  # the others bring none of it
+
+
+def test_work_counted_before_a_stage_begins_is_not_counted():
+    session = Session("test", verbose=False, ledger=False, **OPTIONS)
+    session.add_work(samples=8)
+    session.begin("fit")
+    session.end()
+    assert session.last_summary.samples is None

@@ -4,6 +4,7 @@
     carbonlog runs --task sst2          carbonlog runs show 12
     carbonlog compare 12 15 --target "val_accuracy>=0.9"
     carbonlog report 12 --out report/   carbonlog statement 12 --format latex
+    carbonlog when --location GB --hours 6 --forecast forecast.json
 
 Every command takes --help; those that print data take --json. The ledger is
 $CARBONLOG_HOME/ledger.sqlite3 (or the user's data directory), or --ledger PATH.

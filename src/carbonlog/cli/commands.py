@@ -97,6 +97,9 @@ def estimate(args: argparse.Namespace):
         compare_hardware=compare,
         intensity=args.intensity,
         tdp_w=args.tdp,
+        dataset=args.dataset,
+        rounded=args.rounded,
+        precision=args.precision,
     )
 
 
@@ -133,9 +136,39 @@ def regions(args: argparse.Namespace):
     return found
 
 
+def when(args: argparse.Namespace):
+    """The Plan: the greenest start at the location (and its provider's regions, asked), from
+    the --forecast file or the live --source."""
+    from carbonlog.intensity import intensity as grid_of
+    from carbonlog.intensity import planning
+    from carbonlog.intensity.live import LiveError
+
+    if not (args.forecast or args.source):
+        raise CommandError("give a forecast: --forecast FILE, or --source to ask one", EXIT_USAGE)
+    location = args.location or os.environ.get("CARBONLOG_LOCATION", "").strip() or None
+    if args.source == "carbonintensity":
+        location = location or "GB"
+    grid = grid_of(location) if location else None
+    try:
+        if args.forecast:
+            forecast_for, forecast = planning.from_file(args.forecast, grid)
+        else:
+            live = (args.source, grid, args.zone, args.now, args.regions)
+            forecast_for, forecast = planning.from_source(*live), None
+        options = {"regions": args.regions, "now": args.now, "finish_by": args.finish_by}
+        return planning.plan(grid, forecast_for, args.hours, forecast=forecast, **options)
+    except LiveError as exc:  # the network or the source failed: nothing wrong in the call
+        raise CommandError(str(exc)) from None
+
+
 def runs(args: argparse.Namespace):
     """The ledger's runs that match the filters, newest first; with --by, totals per group."""
+    if (args.objective or args.direction) and args.by != "search":
+        raise CommandError("--objective and --direction go with --by search", EXIT_USAGE)
     with _open_ledger(args) as ledger:
+        if args.by == "search":
+            chosen = {"objective": args.objective, "direction": args.direction}
+            return ledger.searches(**chosen, **run_filters(args))
         if args.by:
             return ledger.totals(by=args.by, **run_filters(args))
         return ledger.runs(**run_filters(args), limit=args.limit)

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(subparsers)
     _add_calculator(subparsers, as_json)
+    _add_when(subparsers, as_json)
     _add_ledger_commands(subparsers, [as_json, ledger])
     return parser
 
@@ -153,6 +154,20 @@ def _add_calculator(subparsers, as_json: argparse.ArgumentParser) -> None:
         "--compare", metavar="HW,HW", help="other hardware to price the same work on: H100,T4"
     )
     est.add_argument("--format", choices=FORMATS, default="markdown", help="of the statement")
+    est.add_argument(
+        "--dataset",
+        choices=("carbonlog", "mlco2"),
+        default="carbonlog",
+        help="carbonlog's tables (default) or the ML CO2 Impact calculator's own data and formula",
+    )
+    est.add_argument(
+        "--rounded", action="store_true", help="with --dataset mlco2: the calculator's rounding"
+    )
+    est.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        help="peak FLOPS of --compare: tensor FP16/BF16 or FP32 (default: fp16 where both have it)",
+    )
 
     inten = _command(
         subparsers,
@@ -168,6 +183,66 @@ def _add_calculator(subparsers, as_json: argparse.ArgumentParser) -> None:
     regions.add_argument("--sort", action="store_true", help="cleanest first, by g CO2e/kWh x PUE")
 
 
+def _time(text: str):
+    """An argparse type: an ISO 8601 time with its zone (Z or an offset), as an aware datetime."""
+    from carbonlog.intensity.forecast import ForecastError, parse_time
+
+    try:
+        return parse_time(text)
+    except ForecastError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_when(subparsers, as_json: argparse.ArgumentParser) -> None:
+    """when: the greenest start in a forecast, from a file or a live source asked for."""
+    when = _command(
+        subparsers,
+        "when",
+        "the start time in a carbon-intensity forecast that gives a run the least CO2, and "
+        "what it saves against starting now",
+        [as_json],
+    )
+    when.add_argument(
+        "--location", help="FR, GB, azure:westeurope ... (default: $CARBONLOG_LOCATION)"
+    )
+    when.add_argument(
+        "--hours", type=_positive(MOST_HOURS), required=True, help="how long the run lasts"
+    )
+    given = when.add_mutually_exclusive_group()
+    given.add_argument(
+        "--forecast",
+        metavar="FILE",
+        help="a forecast file: Carbon Aware SDK JSON, UK Carbon Intensity data[], "
+        "Electricity Maps or WattTime JSON, or a CSV of timestamp,g_per_kwh",
+    )
+    given.add_argument(
+        "--source",
+        choices=("carbonintensity", "electricitymaps", "watttime"),
+        help="ask a live source (network): the UK Carbon Intensity API (no key), Electricity "
+        "Maps ($ELECTRICITYMAPS_TOKEN) or WattTime ($WATTTIME_USERNAME, $WATTTIME_PASSWORD)",
+    )
+    when.add_argument(
+        "--zone", help="the live source's own name of the grid: US-CAL-CISO, CAISO_NORTH ..."
+    )
+    when.add_argument(
+        "--regions",
+        action="store_true",
+        help="also the provider's other regions (a cloud --location), greenest first",
+    )
+    when.add_argument(
+        "--now",
+        type=_time,
+        metavar="TIME",
+        help="the earliest start, ISO 8601 with Z or an offset (default: now)",
+    )
+    when.add_argument(
+        "--finish-by",
+        type=_time,
+        metavar="TIME",
+        help="the latest end, ISO 8601 with Z or an offset",
+    )
+
+
 def _add_ledger_commands(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     """runs, runs show, compare, report and statement: they read the ledger."""
     runs = _command(subparsers, "runs", "list the runs of the ledger, newest first", parents)
@@ -180,8 +255,20 @@ def _add_ledger_commands(subparsers, parents: list[argparse.ArgumentParser]) -> 
     )
     runs.add_argument(
         "--by",
-        choices=("task", "tag", "model", "base_model", "framework", "status"),
-        help="totals per task (or tag, model...): the cost of experimenting",
+        choices=("task", "tag", "model", "base_model", "framework", "status", "search"),
+        help="totals per task (or tag, model...): the cost of experimenting; per "
+        "hyperparameter search, with its best trial",
+    )
+    runs.add_argument(
+        "--objective",
+        metavar="METRIC",
+        help="with --by search: the metric that ranks trials (its last value in each)",
+    )
+    runs.add_argument(
+        "--direction",
+        choices=("minimize", "maximize"),
+        help="with --objective: the better way (default: minimize a *loss or *error, "
+        "else maximize)",
     )
     runs_commands = runs.add_subparsers(dest="runs_command", metavar="show")
     show = _command(

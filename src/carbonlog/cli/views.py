@@ -13,14 +13,19 @@ import math
 from dataclasses import asdict
 
 from carbonlog.cli.commands import run_filters
-from carbonlog.report.rows import head_and_tail, interval_rows
+from carbonlog.report.rows import head_and_tail, interval_rows, run_band, run_methods
 from carbonlog.report.text import (
     Units,
+    dominance,
+    format_co2,
     format_summary,
     format_time,
     json_safe,
     pairs,
     paragraphs,
+    per_unit,
+    plus_minus,
+    significant,
     summary_table,
     table,
     terminal_lines,
@@ -72,22 +77,30 @@ def estimate(found, args: argparse.Namespace) -> None:
 
     if args.json:
         statements = {f: found.statement(f) for f in ("markdown", "latex")}
-        extra = {"equivalents": equivalents(found.co2_kg), "statement": statements}
+        extra = {"equivalents": equivalents(found.co2_kg, found.dataset), "statement": statements}
         _print_json({**found.to_dict(), **extra})
         return
     grid = found.grid
     units = Units.of(found, *found.comparisons)
     offset = f", {found.offset_ratio:.0%} offset by the provider" if found.offset_ratio else ""
+    counts = f", {grid.convention}" if grid.convention else ""
+    source = _source(grid.source, grid.year)
     facts = [
         ("hardware", f"{found.count} x {found.hardware.name} (TDP {found.tdp_w:g} W)"),
-        ("matched", _matched(args.hardware, found.hardware)),
+        ("matched", _matched(args.hardware, found.hardware, found.dataset)),
         ("time", f"{found.hours:g} h, {found.device_hours:g} device-hours"),
         ("location", f"{grid.code}: {grid.name}"),
-        ("intensity", f"{grid.g_per_kwh:.4g} g CO2e/kWh ({_source(grid.source, grid.year)})"),
+        ("intensity", f"{grid.g_per_kwh:.4g} g CO2e/kWh{counts} ({source})"),
+        ("dataset", "the ML CO2 Impact calculator's" if found.dataset == "mlco2" else None),
         ("PUE", f"{found.pue:g} ({found.pue_source})"),
         ("energy", f"{units.energy(found.energy_kwh)} at the facility"),
         ("CO2", f"{units.mass(found.co2_kg)}{offset}"),
-        ("that is", "; ".join(describe_all(found.co2_kg))),
+        ("that is", "; ".join(describe_all(found.co2_kg, found.dataset))),
+        (
+            "embodied",
+            found.embodied_source and f"{found.embodied_kg:.3g} kg ({found.embodied_source})",
+        ),
+        ("water", found.water_source and f"{found.water_l:.3g} L ({found.water_source})"),
     ]
     _show(pairs(facts))
     if found.cleanest is not None:
@@ -118,14 +131,14 @@ def estimate(found, args: argparse.Namespace) -> None:
     _show("\nstatement:\n" + found.statement(args.format))
 
 
-def _matched(asked: str, row) -> str | None:
+def _matched(asked: str, row, dataset: str) -> str | None:
     """For a name that is not the row's own (an alias, a part of a name): which row it is, and
     the other rows it could have meant, with their TDP."""
     from carbonlog.hardware import candidates
 
     if row.named(asked):
         return None
-    others = [c for c in candidates(asked) if c != row]
+    others = [c for c in candidates(asked, dataset) if c != row]
     also = ", ".join(f"{c.name} ({c.tdp_w:g} W)" if c.tdp_w else c.name for c in others)
     return f"{asked!r} is the {row.name} row" + (f"; the table also has {also}" if also else "")
 
@@ -147,6 +160,7 @@ def intensity(found, args: argparse.Namespace) -> None:
             ("location", f"{grid.code}: {grid.name}"),
             ("intensity", f"{grid.g_per_kwh:.4g} g CO2e/kWh"),
             ("source", _source(grid.source, grid.year)),
+            ("convention", grid.convention),
         ]
         if grid.kind == "cloud":
             shown += [
@@ -182,10 +196,63 @@ def regions(found, args: argparse.Namespace) -> None:
     _show(f"{len(rows)} regions, {order}")
 
 
+def when(found, args: argparse.Namespace) -> None:
+    """The greenest start, what it saves against starting now, and the regions compared."""
+    if args.json:
+        _print_json(found.to_dict())
+        return
+    w = found.window
+    where = f"{found.grid.code}: {found.grid.name}" if found.grid else w.location
+    saving = "unknown (the forecast has a gap at the start)"
+    if w.saving_ratio is not None:
+        saving = f"{w.saving_ratio:.0%} less CO2 than starting now, for the same energy"
+    signal = f" ({w.signal} intensity)" if w.signal else ""
+    facts = [
+        ("location", where),
+        ("run", f"{w.hours:g} h, starting {_utc(w.now)} at the earliest"),
+        ("greenest", f"{_utc(w.start)} to {_utc(w.end)}: {w.mean_g_per_kwh:.4g} g CO2e/kWh"),
+        ("now", _now_mean(w)),
+        ("saving", saving),
+        ("forecast", f"{w.source}, to {_utc(w.horizon_end)}{signal}"),
+    ]
+    _show(pairs(facts))
+    if found.regions:
+        rows = [
+            (
+                r.grid.code,
+                _utc(r.window.start) if r.window else "-",
+                f"{r.window.mean_g_per_kwh:.0f}" if r.window else "-",
+                f"{r.grid.pue:g}" if r.grid.pue else "-",
+                f"{r.effective_g_per_kwh:.0f}" if r.window else (r.problem or "-"),
+            )
+            for r in found.regions
+        ]
+        headers = ("region", "greenest start", "g/kWh", "PUE", "x PUE")
+        _show("\n" + table(headers, rows, right=(2, 3, 4), shrink=(0, 4)))
+        _show(f"{len(rows)} regions with a forecast, greenest first (g/kWh x PUE)")
+
+
+def _utc(when) -> str:
+    """`2026-12-02 03:00 UTC`."""
+    return f"{when:%Y-%m-%d %H:%M} UTC"
+
+
+def _now_mean(window) -> str:
+    """Starting now's mean intensity, or why it is unknown."""
+    if window.now_mean_g_per_kwh is None:
+        return "not covered by the forecast"
+    return f"{window.now_mean_g_per_kwh:.4g} g CO2e/kWh, starting {_utc(window.now)}"
+
+
 def runs(found, args: argparse.Namespace) -> None:
     """The runs, or with --by the totals per group."""
     if args.json:
         _print_json([r.to_dict() for r in found])
+    elif args.by == "search" and not found:
+        filtered = any(run_filters(args).values())
+        _show("no run of a search matches" if filtered else "no run of a search recorded")
+    elif args.by == "search":
+        _show(searches_table(found))
     elif args.by:
         units = Units.of(*found)
         rows = [
@@ -207,6 +274,40 @@ def runs(found, args: argparse.Namespace) -> None:
         _show("no runs match" if any(run_filters(args).values()) else "no runs recorded yet")
     else:
         _show(runs_table(found))
+
+
+def searches_table(found: list) -> str:
+    """Each search's trials, statuses, CO2 in all and per trial, and what its best trial alone
+    cost; then, per search, how the best was chosen (or why there is none)."""
+    units = Units.of(*found)
+    rows = [
+        (
+            s.search_id,
+            s.trials,
+            ", ".join(f"{n} {status}" for status, n in sorted(s.statuses.items())),
+            units.energy.number(s.energy_kwh),
+            units.mass.number(s.co2_kg),
+            units.mass.number(s.co2_kg_per_trial),
+            "-" if s.best_trial is None else s.best_trial,
+            "-" if s.best_co2_kg is None else units.mass.number(s.best_co2_kg),
+        )
+        for s in found
+    ]
+    mass = units.mass.symbol
+    headers = ("search", "trials", "statuses", units.energy.symbol, f"CO2 {mass}")
+    headers += (f"{mass}/trial", "best", f"best {mass}")
+    notes = []
+    for s in found:
+        if s.best_trial is None:
+            notes.append(f"{s.search_id}: {s.no_best}")
+            continue
+        times = f": the search cost {s.co2_kg / s.best_co2_kg:.3g}x" if s.best_co2_kg else ""
+        notes.append(
+            f"{s.search_id}: best by {s.objective} ({s.direction}) is trial {s.best_trial} "
+            f"({s.best_value:.4g}), {units.mass(s.best_co2_kg)} alone{times}"
+        )
+    shown = table(headers, rows, right=(1, 3, 4, 5, 7), shrink=(0, 2, 6))
+    return shown + "\n" + paragraphs("\n".join(notes))
 
 
 def runs_table(found: list, width: int | None = None) -> str:
@@ -267,15 +368,19 @@ def _run_cells(run, units: Units, stage: str) -> tuple:
 
 
 def runs_show(run, args: argparse.Namespace) -> None:
-    """A run's facts, then its intervals as a table, energy and CO2 in one unit each."""
+    """A run's facts (energy and CO2 each with its band, what dominates the band, embodied
+    emissions, water, energy per unit of work), then its intervals as a table, energy and CO2
+    in one unit each."""
     from carbonlog.report.statement import hardware_phrase
 
+    band = run_band(run)
     if args.json:
-        _print_json(run.to_dict())
+        _print_json({**run.to_dict(), "band": asdict(band)})
         return
     site = run.site or {}
     source = _source(site.get("source"), site.get("year"))
     units = Units.of(run)
+    methods = run_methods(run)
     facts = [
         ("run", run.label),
         ("status", run.status + (f" ({run.stop_reason})" if run.stop_reason else "")),
@@ -285,13 +390,19 @@ def runs_show(run, args: argparse.Namespace) -> None:
         ("base model", run.base_model),
         ("task", run.task),
         ("tags", ", ".join(run.tags)),
+        ("search", _trial_of(run)),
         ("started", format_time(run.started_at)),
         ("hardware", hardware_phrase(run.hardware)),
         ("location", f"{run.location}: {site.get('name')}" if run.location else None),
         ("intensity", f"{site.get('g_per_kwh') or 0:.4g} g CO2e/kWh ({source})"),
         ("PUE", f"{site.get('pue') or 1.0:g} ({site.get('pue_source') or 'default'})"),
-        ("energy", f"{units.energy(run.energy_kwh)} at the facility"),
-        ("CO2", units.mass(run.co2_kg)),
+        ("energy", f"{plus_minus(run.energy_kwh, band.energy_kwh, units.energy)} at the facility"),
+        ("CO2", plus_minus(run.co2_kg, band.co2_kg, units.mass)),
+        ("band", dominance(band)),
+        ("measured by", ", ".join(f"{c.upper()} {m}" for c, m in methods.items())),
+        ("embodied", None if run.embodied_kg is None else f"{format_co2(run.embodied_kg)} CO2e"),
+        ("water", None if run.water_l is None else f"{significant(run.water_l)} L"),
+        ("per unit", per_unit(run)),
     ]
     _show(pairs(facts))
     if not run.intervals:
@@ -301,14 +412,24 @@ def runs_show(run, args: argparse.Namespace) -> None:
     energy = units.energy.symbol
     first_header = "epoch" if any(row.label.isdigit() for row in rows) else "interval"
     headers = (first_header, "s", f"GPU {energy}", f"CPU {energy}", f"RAM {energy}", energy)
-    headers += (f"CO2 {units.mass.symbol}", "estimated")
+    headers += (f"± {energy}", f"CO2 {units.mass.symbol}", "estimated")
     cells = [_interval_cells(row, units) for row in (*first, *last)]
-    lines = table(headers, cells, right=range(1, 7), shrink=(0, 7)).split("\n")
+    lines = table(headers, cells, right=range(1, 8), shrink=(0, 8)).split("\n")
     if left_out:  # between the first rows and the last, under the headers and their rule
         lines.insert(2 + len(first), f"... {left_out:,} more")
     _show("\n" + "\n".join(lines))
     if left_out:
         _show(f"(every interval: carbonlog runs show {run.id} --json)")
+
+
+def _trial_of(run) -> str | None:
+    """`lr-search, trial 3 (lr=0.01, batch=32)`: the search a run is a trial of, if any."""
+    if run.search_id is None:
+        return None
+    shown = {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in run.trial_params.items()}
+    params = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+    trial = f", trial {run.trial}" if run.trial is not None else ""
+    return run.search_id + trial + (f" ({params})" if params else "")
 
 
 def _interval_cells(row, units: Units) -> tuple[str, ...]:
@@ -317,6 +438,7 @@ def _interval_cells(row, units: Units) -> tuple[str, ...]:
         row.label,
         f"{row.duration_s:.1f}",
         *(units.energy.number(v) for v in (row.gpu_kwh, row.cpu_kwh, row.ram_kwh, row.energy_kwh)),
+        units.energy.number(row.energy_band_kwh),
         units.mass.number(row.co2_kg),
         ",".join(row.estimated) or "-",
     )

@@ -10,7 +10,8 @@ The token goes in the `auth-token` header, only over https (an http:// base URL 
 construction), and only to the base URL's own origin (scheme, host, port): a redirect elsewhere
 is followed without it, as requests does with credentials. It is kept out of every repr,
 message and log line. The Site asks from a background thread (carbonlog.intensity.feed), so
-the training loop never waits on any of this.
+the training loop never waits on any of this. The transport, HttpsGet, serves the forecast
+sources too (carbonlog.intensity.forecast_live), with the same rules.
 """
 
 from __future__ import annotations
@@ -142,7 +143,6 @@ class ElectricityMaps:
                 raise ConfigurationError(
                     f"{label} must be a finite number >= {low:g}, got {value!r}"
                 )
-        self._token = token
         self.zone = zone
         self.lat, self.lon = lat, lon
         self.base_url = _https_url(base_url)
@@ -152,8 +152,10 @@ class ElectricityMaps:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._clock = clock
-        self._context = ssl_context or ssl.create_default_context()
-        self._resolver = resolver
+        credentials = {"auth-token": token}
+        self._http = HttpsGet(
+            self.base_url, credentials, "Electricity Maps", timeout_s, ssl_context, resolver
+        )
         self._cached: tuple[float, tuple[float, str]] | None = None  # (asked at, answer)
         self._retry_at_s = 0.0
         self._failures = 0
@@ -210,7 +212,7 @@ class ElectricityMaps:
         deadline_s = time.monotonic() + self.timeout_s
         self.requests += 1
         try:
-            status, body, url = self._get(self._url(zone), deadline_s)
+            status, body, url = self._http.get(self._url(zone), deadline_s)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise LiveError(f"Electricity Maps unreachable ({type(exc).__name__}: {exc})") from None
         if not 200 <= status < 300:
@@ -219,9 +221,32 @@ class ElectricityMaps:
             raise LiveError(f"HTTP {status} from Electricity Maps{where}")
         return _parse(body, self.place(zone))
 
-    def _get(self, url: str, deadline_s: float) -> tuple[int, bytes, str]:
+
+class HttpsGet:
+    """GETs over https within one total deadline, redirects followed; `credentials` (headers)
+    go only to `base_url`'s origin. Shared by every live source (here and intensity.forecast)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: dict[str, str],
+        name: str,
+        timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+        resolver: Resolver = system_resolver,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ):
+        self._origin = _origin(base_url)
+        self._credentials = credentials
+        self.name = name
+        self.timeout_s = timeout_s
+        self.max_body_bytes = max_body_bytes
+        self._context = ssl_context or ssl.create_default_context()
+        self._resolver = resolver
+
+    def get(self, url: str, deadline_s: float) -> tuple[int, bytes, str]:
         """(status, body, the URL that answered) of a GET of `url`, following redirects; the
-        token goes only to the base URL's origin, and never to a plain-http URL."""
+        credentials go only to the base URL's origin, and never to a plain-http URL."""
         for _ in range(MAX_REDIRECTS + 1):
             status, location, body = self._fetch(url, _origin(url) == self._origin, deadline_s)
             if status not in REDIRECT_STATUSES or not location:
@@ -229,7 +254,7 @@ class ElectricityMaps:
             url = urllib.parse.urljoin(url, location)
             if urllib.parse.urlsplit(url).scheme != "https":
                 raise LiveError(f"refused a redirect to a non-https URL at {_origin(url)[1]}")
-        raise LiveError(f"more than {MAX_REDIRECTS} redirects from Electricity Maps")
+        raise LiveError(f"more than {MAX_REDIRECTS} redirects from {self.name}")
 
     def _fetch(
         self, url: str, with_token: bool, deadline_s: float
@@ -239,7 +264,7 @@ class ElectricityMaps:
         host, port = parts.hostname or "", parts.port or 443
         headers = {"Accept": "application/json", "Connection": "close"}
         if with_token:
-            headers["auth-token"] = self._token
+            headers.update(self._credentials)
         connection = http.client.HTTPSConnection(host, port, context=self._context)
         sock = self._connect(host, port, deadline_s)
         connection.sock = _DeadlineSocket(sock, deadline_s)
@@ -249,7 +274,7 @@ class ElectricityMaps:
             with connection.getresponse() as response:
                 location = response.getheader("Location")
                 redirect = response.status in REDIRECT_STATUSES
-                body = b"" if redirect else response.read(MAX_BODY_BYTES)
+                body = b"" if redirect else response.read(self.max_body_bytes)
                 return response.status, location, body
         finally:
             connection.close()

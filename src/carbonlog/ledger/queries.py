@@ -1,17 +1,20 @@
 """The ledger's reads: runs by filter, one run with its intervals, and the cost of
-experimenting per task, tag or model. Totals are summed from the stored intervals; a run's
-intervals and their metrics are two queries, whatever the run's length."""
+experimenting per task, tag or model, and per hyperparameter search. Totals are summed from
+the stored intervals; a run's intervals and their metrics are two queries, whatever the
+run's length."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from carbonlog.errors import ConfigurationError
 from carbonlog.ledger.records import STATUSES, GroupTotal, IntervalRecord, RunRecord, clean_tag
 
 GROUP_BY = ("task", "tag", "model", "base_model", "framework", "status")
+DIRECTIONS = ("minimize", "maximize")
 _MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id or limit names no run, limits none
 
 _SELECT_RUNS = (  # a stored tag holds no newline (clean_tag): one per line
@@ -105,6 +108,71 @@ class Queries:
         totals = [GroupTotal.of(by, key, runs) for key, runs in groups.items()]
         return sorted(totals, key=lambda g: g.co2_kg, reverse=True)
 
+    def searches(
+        self, objective: str | None = None, direction: str | None = None, **filters
+    ) -> list[SearchTotal]:
+        """The cost of each hyperparameter search (runs with a search_id), costliest first:
+        every trial's runs, failed, pruned and interrupted included, and with `objective`
+        (a metric the trials recorded) the best completed trial by its last value, and what
+        that trial alone cost. `direction` defaults to `default_direction(objective)`."""
+        if direction is not None and direction not in DIRECTIONS:
+            raise ConfigurationError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if objective is not None:
+            direction = direction or default_direction(objective)
+        grouped: dict[str, list[RunRecord]] = {}
+        for run in self.runs(**filters):
+            if run.search_id is not None:
+                grouped.setdefault(run.search_id, []).append(run)
+        found = [self._search(key, runs, objective, direction) for key, runs in grouped.items()]
+        return sorted(found, key=lambda s: s.co2_kg, reverse=True)
+
+    def _search(
+        self, search_id: str, runs: list[RunRecord], objective: str | None, direction: str | None
+    ) -> SearchTotal:
+        trials: dict[str, list[RunRecord]] = {}
+        for run in sorted(runs, key=lambda r: r.id):
+            trials.setdefault(run.trial or f"run {run.id}", []).append(run)
+        total = SearchTotal(
+            search_id=search_id,
+            runs=len(runs),
+            trials=len(trials),
+            statuses=dict(Counter(run.status for run in runs)),
+            energy_kwh=sum((run.energy_kwh for run in runs), 0.0),
+            co2_kg=sum((run.co2_kg for run in runs), 0.0),
+            objective=objective,
+            direction=direction,
+            no_best="no objective named: pass --objective METRIC to rank the trials",
+        )
+        if objective is None:
+            return total
+        values = {}
+        for trial, trial_runs in trials.items():
+            if all(run.status == "completed" for run in trial_runs):
+                value = self._last_value(trial_runs, objective)
+                if value is not None:
+                    values[trial] = value
+        if not values:
+            why = f"no completed trial recorded {objective!r}"
+            return dataclasses.replace(total, no_best=why)
+        pick = min if direction == "minimize" else max
+        best = pick(values, key=values.__getitem__)
+        return dataclasses.replace(
+            total,
+            best_trial=best,
+            best_value=values[best],
+            best_energy_kwh=sum((r.energy_kwh for r in trials[best]), 0.0),
+            best_co2_kg=sum((r.co2_kg for r in trials[best]), 0.0),
+            no_best=None,
+        )
+
+    def _last_value(self, runs: list[RunRecord], metric: str) -> float | None:
+        """The last value of `metric` among the runs' intervals, in the order they were marked."""
+        value = None
+        for run in runs:
+            for interval in self.intervals(run.id):
+                value = interval.metrics.get(metric, value)
+        return value
+
     def _select_runs(
         self, where: list[str], params: list, limit: int | None = None
     ) -> list[RunRecord]:
@@ -119,6 +187,40 @@ class Queries:
             sql += " LIMIT ?"
             params = [*params, min(int(limit), _MAX_ID)]
         return [_run_record(row) for row in self._read(sql, params)]
+
+
+def default_direction(objective: str) -> str:
+    """The better way for `objective`: "minimize" for a loss or an error (`val_loss`,
+    `eval_error`), else "maximize" (accuracy, F1...)."""
+    return "minimize" if objective.lower().endswith(("loss", "error")) else "maximize"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchTotal:
+    """A hyperparameter search's cost: every trial's runs whatever their status, and, ranked
+    by `objective`, its best completed trial and what that trial alone cost (`no_best` says
+    why there is none)."""
+
+    search_id: str
+    runs: int
+    trials: int
+    statuses: dict[str, int]
+    energy_kwh: float
+    co2_kg: float
+    objective: str | None = None
+    direction: str | None = None
+    best_trial: str | None = None
+    best_value: float | None = None
+    best_energy_kwh: float | None = None
+    best_co2_kg: float | None = None
+    no_best: str | None = None
+
+    @property
+    def co2_kg_per_trial(self) -> float:
+        return self.co2_kg / self.trials if self.trials else 0.0
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "co2_kg_per_trial": self.co2_kg_per_trial}
 
 
 def _interval_record(row: Mapping, metrics: dict[str, float]) -> IntervalRecord:

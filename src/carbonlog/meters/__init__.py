@@ -116,8 +116,8 @@ def build_meters(
     framework's device indices (CUDA, HIP or XPU: see meters/accelerators.py), or None/False.
     cpu: "auto" (RAPL if readable, else a Mac's IOReport counters, else the TDP model),
     "rapl", "model", or None/False.
-    ram: RAPL DRAM (or a Mac's DRAM counter) where cpu uses those counters, else the W/GiB model of the memory
-    allocated to the job (cgroup limit, SLURM allocation, else installed).
+    ram: RAPL DRAM (or a Mac's DRAM counter) where cpu uses those counters, else the W/GiB
+    model of the memory allocated to the job (cgroup limit, SLURM allocation, else installed).
     power_w: {component: watts} forces that component to a constant power, whatever the
     other options say. host=False leaves CPU and RAM out (a rank that is not its node's local
     rank 0: one process per node measures the host).

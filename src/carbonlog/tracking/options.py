@@ -37,9 +37,11 @@ def check_options(
     budget_kwh: float | None = None,
     on_budget: str = "warn",
     budget_check: str = "total",
+    exporters=None,
 ) -> Checked:
     """A ValueError (or TypeError for an unknown option) naming what is wrong, else the
     resolved options. Opens no meter and makes no network call."""
+    from carbonlog.export import check_exporters
     from carbonlog.intensity import resolve_site
     from carbonlog.meters import check_meter_options
 
@@ -47,6 +49,7 @@ def check_options(
     site = resolve_site(location=location, intensity=intensity, pue=pue, live=live)
     meters = {"gpus": gpus, "cpu": cpu, "ram": ram, "power_w": power_w}
     check_meter_options(**meters)
+    check_exporters(exporters)
     if run_name is not None and not isinstance(run_name, str):
         raise ConfigurationError(f"run_name must be a string or None, got {run_name!r}")
     if not isinstance(ledger, bool | str | os.PathLike):

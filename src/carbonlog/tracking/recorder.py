@@ -59,6 +59,9 @@ def describe_run(
         budget_kwh=budget.kwh,
         on_budget=budget.action,
         launch=launch,
+        search_id=run_info.get("search_id"),
+        trial=run_info.get("trial"),
+        trial_params=run_info.get("trial_params") or {},
     )
 
 
