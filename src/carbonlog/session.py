@@ -13,24 +13,20 @@ import os
 import weakref
 from collections.abc import Mapping, Sequence
 
-from carbonlog import equivalents, metrics, savings
+from carbonlog import metrics, savings
 from carbonlog._log import say
 from carbonlog.distributed import Ranks, ReduceFn
-from carbonlog.intensity import cleanest_region
 from carbonlog.interval import Summary
+from carbonlog.notes import Notes, planning_forecast
 from carbonlog.report import model_card
-from carbonlog.report.text import format_co2, format_energy, format_interval, format_summary
 from carbonlog.tracking import EPOCH, Tracker, check_options
 from carbonlog.tracking.totals import STATE_VERSION, RunTotals
-from carbonlog.units import co2_kg
+from carbonlog.trials import SearchTrial
 
 FIT = "fit"
 INTERRUPTED = "interrupted"
 RESERVED = ("ranks", "reduce", "sync", "planned_epochs", "run_info")
 """Tracker options the adapter sets from its framework; a user passing one is an error."""
-FORECAST_AFTER_EPOCHS = 2
-NOTE_DEVICE_KWH = 1.0
-"""The energy the cleaner-region note compares regions on (only the ratio is said)."""
 
 
 class Session:
@@ -38,11 +34,11 @@ class Session:
     the `metrics` set ("compact" by default, or "full": see carbonlog.metrics.METRIC_SETS).
 
     `search`, `trial` and `trial_params` mark each run as a trial of a hyperparameter search
-    (see SearchTrial); `intensity_forecast` (a forecast file or Forecast the user has) adds
-    the greenest start it held to the fit's summary (see greenest_note). `tracker_options`
-    are Tracker's own arguments (location, pue, intensity, gpus, cpu, ram, power_w, live,
-    run_name, tags, ledger, budget_kg, budget_kwh, on_budget, budget_check); they fail here,
-    in the user's script, not mid-training.
+    (carbonlog.trials.SearchTrial); `intensity_forecast` (a forecast file or Forecast the user
+    has) adds the greenest start it held to the fit's summary (carbonlog.notes.greenest_note).
+    `tracker_options` are Tracker's own arguments (location, pue, intensity, gpus, cpu, ram,
+    power_w, live, run_name, tags, ledger, budget_kg, budget_kwh, on_budget, budget_check);
+    they fail here, in the user's script, not mid-training.
     """
 
     def __init__(
@@ -69,7 +65,7 @@ class Session:
         check_options(**tracker_options)  # meters open at start(), with the stage's tracker
         self._framework = framework
         self._prefix = prefix
-        self._notes = _Notes(verbose, planning_forecast(intensity_forecast))
+        self._notes = Notes(verbose, planning_forecast(intensity_forecast))
         self._declared = {"pretrained": pretrained, "base_model": base_model, "task": task}
         self._search = SearchTrial(search, trial, trial_params)
         self._tracker_options = tracker_options
@@ -328,95 +324,6 @@ class Session:
         model_card.add_co2_to_model_card(path, co2)
 
 
-class _Notes:
-    """What a session tells the user on the "carbonlog" logger, on global rank zero alone:
-    the notes as a fit begins, a line per epoch and the forecast, the summary at a stage's
-    end. `verbose=False` silences all of it; warnings are said elsewhere, whatever it is."""
-
-    def __init__(self, verbose: bool, planning=None):
-        self.verbose = bool(verbose)
-        self.planning = planning  # a carbonlog.intensity.forecast.Forecast, or None
-        self._forecast_said = False
-
-    def fit_begins(self, tracker: Tracker) -> None:
-        self._forecast_said = False
-        if not self.verbose:
-            return
-        hint = savings.scratch_hint(tracker.run_info, tracker.ledger)
-        for note in (hint, cleaner_region_note(tracker.site.grid)):
-            if note:
-                say(f"carbonlog: {note}", level=logging.INFO)
-
-    def epoch_ends(self, tracker: Tracker, interval) -> None:
-        if not self.verbose:
-            return
-        say(f"carbonlog: {format_interval(interval)}", level=logging.INFO)
-        if not self._forecast_said:
-            note = forecast_note(tracker)
-            self._forecast_said = note is not None
-            if note:
-                say(note, level=logging.INFO)
-
-    def stage_ends(self, summary: Summary, stage: str, reference: savings.Reference | None) -> None:
-        if not self.verbose:
-            return
-        say(format_summary(summary, stage), level=logging.INFO)
-        if reference is not None and summary.intervals:
-            say(f"carbonlog: {reference.statement(summary.co2_kg)}", level=logging.INFO)
-        greenest = greenest_note(self.planning, summary) if stage == FIT else None
-        if greenest:
-            say(greenest, level=logging.INFO)
-
-
-def planning_forecast(value: object):
-    """The Forecast `intensity_forecast=` gives (a Forecast, or a file of one), read now so a
-    bad one fails in the user's script; None for None."""
-    if value is None:
-        return None
-    from carbonlog.intensity.forecast import Forecast, ForecastError
-    from carbonlog.intensity.forecast_shapes import read_forecasts
-
-    if isinstance(value, Forecast):
-        return value
-    if not isinstance(value, str | os.PathLike):
-        raise TypeError(f"intensity_forecast must be a Forecast or a file, got {value!r}")
-    found = read_forecasts(value)
-    if len(found) != 1:
-        raise ForecastError(f"{value} holds {len(found)} forecasts: pass the one of this run")
-    return found[0]
-
-
-def greenest_note(forecast, summary: Summary) -> str | None:
-    """`started at 2026-12-01 10:00 UTC; the greenest 6 h in the forecast began at ... UTC, 40%
-    less CO2`: the fit's start against the greenest start of its length from then on, in a
-    forecast the user gave (no network, nothing waits); None where it does not cover the run."""
-    from datetime import datetime, timezone
-
-    from carbonlog.intensity.forecast import ForecastError, best_window
-
-    if forecast is None or not summary.intervals or summary.duration_s <= 0:
-        return None
-    began = datetime.fromtimestamp(summary.intervals[0].started_at_s, timezone.utc)
-    try:
-        window = best_window(forecast, summary.duration_s / 3600.0, now=began)
-    except ForecastError:
-        return None
-    if window.now != began or not window.saving_ratio:
-        return None  # the forecast begins after the run did, or started now was the greenest
-    return (
-        f"carbonlog: started at {began:%Y-%m-%d %H:%M} UTC; the greenest "
-        f"{format_hours(window.hours)} in the forecast began at {window.start:%Y-%m-%d %H:%M} "
-        f"UTC, {window.saving_ratio:.0%} less CO2 for the same energy"
-    )
-
-
-def format_hours(hours: float) -> str:
-    """`6 h`, `1.5 h`, `25 min`, `40 s`."""
-    if hours >= 1:
-        return f"{hours:.2g} h"
-    return f"{hours * 60:.0f} min" if hours >= 1 / 60 else f"{hours * 3600:.0f} s"
-
-
 def framework_scalars(values: Mapping[str, object], prefix: str) -> dict[str, float]:
     """Numbers and one-element tensors (duck-typed, no framework import) as floats;
     carbonlog's keys (`prefix` in the name) and booleans left out."""
@@ -496,44 +403,6 @@ class _Work:
         return taken
 
 
-class SearchTrial:
-    """The hyperparameter search a session's runs are trials of, for the ledger (`carbonlog
-    runs --by search`). `search` is its id: a string, or an Optuna Study (its study_name);
-    `trial` a number or name, or an Optuna Trial (its number and params, read as each run
-    begins, so what is suggested after the callback is built counts; its study is the search
-    when `search` is left out); `trial_params` are parameters to record over the Trial's."""
-
-    def __init__(self, search: object = None, trial: object = None, trial_params=None):
-        if search is None:
-            search = getattr(trial, "study", None)
-        search = getattr(search, "study_name", search)
-        if search is not None and (not isinstance(search, str) or not search.strip()):
-            raise TypeError(f"search must be a name or an Optuna Study, got {search!r}")
-        number = getattr(trial, "number", trial)
-        if number is not None and (isinstance(number, bool) or not isinstance(number, int | str)):
-            raise TypeError(f"trial must be a number, a name or an Optuna Trial, got {trial!r}")
-        if trial_params is not None and not isinstance(trial_params, Mapping):
-            raise TypeError(f"trial_params must be a mapping, got {trial_params!r}")
-        if search is None and (trial is not None or trial_params):
-            raise TypeError("trial= and trial_params= need search= (the search's name)")
-        self.search_id = search
-        self._trial, self._params = trial, dict(trial_params or {})
-
-    def facts(self) -> dict[str, object]:
-        """What is known of search_id, trial and trial_params for the run beginning now (what
-        a framework detects fills the rest); {} outside a search."""
-        if self.search_id is None:
-            return {}
-        number = getattr(self._trial, "number", self._trial)
-        params = {**(getattr(self._trial, "params", None) or {}), **self._params}
-        facts: dict[str, object] = {"search_id": self.search_id}
-        if number is not None:
-            facts["trial"] = str(number)
-        if params:
-            facts["trial_params"] = params
-        return facts
-
-
 class _StageSum:
     """A stage's sum over processes (the framework's), until the stage is abandoned: then each
     process keeps its own figures, since the others may never join a collective."""
@@ -585,27 +454,3 @@ def _fit_reference(tracker: Tracker, reduce: ReduceFn | None) -> savings.Referen
             exclude_run_id=tracker.run_id,
         )
     return savings.share_reference(found, reduce, tracker.ranks.world_size)
-
-
-def forecast_note(tracker: Tracker) -> str | None:
-    """What the run will use and emit at its planned length, once FORECAST_AFTER_EPOCHS
-    intervals tell; None before (or without a planned length)."""
-    intervals = tracker.intervals
-    if len(intervals) < FORECAST_AFTER_EPOCHS or intervals[-1].forecast_co2_kg is None:
-        return None
-    kwh, kg = intervals[-1].forecast_energy_kwh, intervals[-1].forecast_co2_kg
-    picture = equivalents.describe_tangible(kg)
-    return (
-        f"carbonlog: this run will use about {format_energy(kwh)} and emit about "
-        f"{format_co2(kg)} CO2" + (f", {picture}" if picture else "")
-    )
-
-
-def cleaner_region_note(grid) -> str | None:
-    """For a cloud region: the same provider's cleanest region and how many times less it emits."""
-    best, best_kg = cleanest_region(grid, device_kwh=NOTE_DEVICE_KWH, user_pue=None)
-    if best is None or best.code == grid.code:
-        return None
-    here_kg = co2_kg(NOTE_DEVICE_KWH * (grid.pue or 1.0), grid.g_per_kwh)
-    factor = f"{here_kg / best_kg:.0f}x less" if best_kg > 0 else "almost nothing"
-    return f"{best.name} ({best.code}) would emit {factor} than {grid.name} for the same energy"

@@ -7,7 +7,8 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from carbonlog.session import SearchTrial, Session  # noqa: E402
+from carbonlog.session import Session  # noqa: E402
+from carbonlog.trials import SearchTrial  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

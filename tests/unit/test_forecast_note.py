@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from carbonlog.intensity.forecast import ForecastError
-from carbonlog.session import FIT, Session, format_hours
+from carbonlog.notes import format_hours
+from carbonlog.session import FIT, Session
 
 WATTS = {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}
 

@@ -22,7 +22,8 @@ from carbonlog.integrations._common import (
     with_options_doc,
 )
 from carbonlog.ledger import Ledger
-from carbonlog.session import Session, cleaner_region_note
+from carbonlog.notes import cleaner_region_note
+from carbonlog.session import Session
 
 OPTIONS = {"intensity": 100.0, "power_w": {"gpu": 100.0, "cpu": 10.0, "ram": 1.0}}
 
