@@ -18,7 +18,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from carbonlog.errors import ConfigurationError
 from carbonlog.hardware import lookup
@@ -55,10 +55,12 @@ def _table() -> dict[str, Embodied]:
     return rows
 
 
+@lru_cache(maxsize=256)
 def footprint(hardware_name: str) -> Embodied | None:
     """The embodied row of `hardware_name` (any spelling carbonlog.hardware.lookup accepts);
     None when the table has no figure for it or the name is not one row of the hardware
-    table."""
+    table. Cached: every tracker's start asks it for each of its devices, and a name that
+    is in no row costs the lookup's fuzzy matching (milliseconds)."""
     try:
         name = lookup(hardware_name).name
     except ConfigurationError:

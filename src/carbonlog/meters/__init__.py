@@ -199,7 +199,9 @@ def _host_counters(
 
         logger.debug("RAPL could not be opened (%s); CPU and RAM use their models", exc)
         counters = {}
-    if counters or cpu != "auto":
+    from carbonlog.meters.accelerators import installed
+
+    if counters or cpu != "auto" or not installed("zeus_apple_silicon"):
         return counters
     from carbonlog.meters.apple import open_apple_meters
 

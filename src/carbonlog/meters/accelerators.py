@@ -11,6 +11,7 @@ and Intel that has a driver here.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -26,19 +27,33 @@ def _nvidia(nvml: ModuleType | None) -> Opener:
     return lambda gpus, local_rank: open_gpu_meter(gpus, nvml=nvml, local_rank=local_rank)
 
 
+def installed(library: str) -> bool:
+    """Whether `library` can be imported, asked without importing it (nor the meter module
+    that reads it: a start on a machine without the library pays nothing for its meter)."""
+    if library in sys.modules:
+        return sys.modules[library] is not None
+    return importlib.util.find_spec(library) is not None
+
+
 def _amd(gpus, local_rank) -> Meter | None:
+    if not installed("amdsmi"):
+        return None
     from carbonlog.meters.amd import open_amd_meter
 
     return open_amd_meter(gpus, local_rank=local_rank)
 
 
 def _intel(gpus, local_rank) -> Meter | None:
+    if not installed("pyzes"):
+        return None
     from carbonlog.meters.intel import open_intel_meter
 
     return open_intel_meter(gpus, local_rank=local_rank)
 
 
 def _apple_gpu() -> Meter | None:
+    if not installed("zeus_apple_silicon"):
+        return None
     from carbonlog.meters.apple import open_apple_meters
 
     meters = open_apple_meters()
