@@ -4,6 +4,7 @@ they picture something."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -19,6 +20,7 @@ from carbonlog.report.text import (
     format_interval,
     format_summary,
     mass_unit,
+    per_unit,
     significant,
     summary_table,
 )
@@ -90,6 +92,11 @@ def test_an_epoch_line_and_a_summary_share_one_unit_each():
     assert format_interval(interval) == (
         "epoch 3: 62.8 mWh, 3.14 mg CO2 (gpu 50, cpu 10, ram 2.78 mWh) in 12.3 s, 18 W"
     )
+    banded = dataclasses.replace(interval, band_j={"gpu": 18.0, "cpu": 14.4, "ram": 4.0})
+    # sqrt(18^2 + 14.4^2 + 4^2) = 23.40 J = 6.50 mWh; x 50 g/kWh = 0.325 mg
+    assert format_interval(banded) == (
+        "epoch 3: 62.8 ± 6.5 mWh, 3.14 ± 0.32 mg CO2 (gpu 50, cpu 10, ram 2.78 mWh) in 12.3 s, 18 W"
+    )
     tracker = Tracker(intensity=100.0, power_w={"cpu": 10.0}, gpus=None, ledger=False).start()
     time.sleep(0.02)
     summary = tracker.stop()
@@ -125,3 +132,15 @@ def test_an_equivalent_is_shown_from_one_percent_of_its_unit():
     assert [e.key for e in equivalents.meaningful(0.3)] == ["car_km", "smartphone_charges"] + [
         "tree_months"
     ]
+
+
+def test_energy_per_unit_of_work_reads_in_prefixed_joules():
+    demo = _Work(1e-5, samples=81920, tokens=None)  # 36 J over 5 epochs of 16,384 samples
+    assert per_unit(demo) == "439 µJ per sample"
+    assert per_unit(_Work(2.0, samples=100, tokens=1e6)) == "72 kJ per sample, 7.2 J per token"
+    assert per_unit(_Work(2.0, samples=None, tokens=0)) is None  # nothing counted
+
+
+class _Work:
+    def __init__(self, kwh: float, samples: float | None, tokens: float | None):
+        self.energy_kwh, self.samples, self.tokens = kwh, samples, tokens

@@ -107,6 +107,11 @@ ENERGY_UNITS = tuple(
         ("GWh", 1e-6),
     )
 )
+JOULE_UNITS = tuple(
+    Unit(symbol, per_j)
+    for symbol, per_j in (("µJ", 1e6), ("mJ", 1e3), ("J", 1.0), ("kJ", 1e-3), ("MJ", 1e-6))
+)
+"""Energy per unit of work (a sample, a token), in joules with an SI prefix."""
 MASS_UNITS = tuple(
     Unit(symbol, per_kg)
     for symbol, per_kg in (
@@ -188,10 +193,11 @@ def dominance(band: RunBand) -> str | None:
 
 
 def per_unit(run) -> str | None:
-    """`12.3 J per sample, 0.0456 J per token`: a run's (a Summary's, a ledger run's) facility
-    energy per unit of work, where its framework counted it; None where it counted none."""
+    """`12.3 J per sample, 45.6 mJ per token`: a run's (a Summary's, a ledger run's) facility
+    energy per unit of work in SI-prefixed joules, where its framework counted it; None where
+    it counted none."""
     parts = [
-        f"{significant(joules)} J per {unit}"
+        f"{_unit_of(JOULE_UNITS, [joules], JOULE_UNITS[2])(joules)} per {unit}"
         for count, unit in ((run.samples, "sample"), (run.tokens, "token"))
         if (joules := per_unit_j(run.energy_kwh, count)) is not None
     ]
@@ -204,13 +210,17 @@ def format_time(epoch_s: float | None) -> str:
 
 
 def format_interval(interval: Interval) -> str:
-    """`epoch 3: 62.8 mWh, 3.14 mg CO2 (gpu 50, cpu 10, ram 2.78 mWh) in 12.3 s, 18 W`: the
-    components in the unit of the interval's (facility) energy."""
+    """`epoch 3: 62.8 ± 3.1 mWh, 3.14 ± 0.16 mg CO2 (gpu 50, cpu 10, ram 2.78 mWh) in 12.3 s,
+    18 W`: each figure with its band, the components in the unit of the interval's (facility)
+    energy."""
     unit = energy_unit(interval.energy_kwh)
+    mass = mass_unit(interval.co2_kg)
     estimated = f" [estimated: {', '.join(interval.estimated)}]" if interval.estimated else ""
+    energy = plus_minus(interval.energy_kwh, interval.energy_band_kwh, unit)
+    co2 = plus_minus(interval.co2_kg, interval.co2_band_kg, mass)
     return (
-        f"{terminal_safe(interval.label)} {interval.index}: {unit(interval.energy_kwh)}, "
-        f"{format_co2(interval.co2_kg)} CO2 ({_components(interval, unit)}) in "
+        f"{terminal_safe(interval.label)} {interval.index}: {energy}, "
+        f"{co2} CO2 ({_components(interval, unit)}) in "
         f"{interval.duration_s:.1f} s, {interval.power_w:.0f} W{estimated}"
     )
 
