@@ -40,8 +40,22 @@ def _added(total: float | None, value: float | None) -> float | None:
     return value if total is None else total + value
 
 
+class PerWork:
+    """Facility energy per unit of work, for a record (an Interval, a Summary) with
+    `energy_kwh`, `samples` and `tokens`: None where the framework counted none."""
+
+    @property
+    def energy_per_sample_j(self) -> float | None:
+        return per_unit_j(self.energy_kwh, self.samples)
+
+    @property
+    def energy_per_token_j(self) -> float | None:
+        """Per input token."""
+        return per_unit_j(self.energy_kwh, self.tokens)
+
+
 @dataclass(frozen=True)
-class Interval:
+class Interval(PerWork):
     """Energy and CO2 between two marks.
 
     Component energies (`gpu_j`, `cpu_j`, `ram_j`, joules) are measured at the device and,
@@ -105,16 +119,6 @@ class Interval:
     def co2_band_kg(self) -> float:
         """Half-width of the CO2's band: the energy's, at the interval's intensity."""
         return units.co2_kg(self.energy_band_kwh, self.intensity_g_per_kwh)
-
-    @property
-    def energy_per_sample_j(self) -> float | None:
-        """Facility energy per sample of the interval, where the framework counted them."""
-        return per_unit_j(self.energy_kwh, self.samples)
-
-    @property
-    def energy_per_token_j(self) -> float | None:
-        """Facility energy per input token of the interval, where the framework counted them."""
-        return per_unit_j(self.energy_kwh, self.tokens)
 
 
 def per_unit_j(energy_kwh: float, count: float | None) -> float | None:
@@ -207,7 +211,7 @@ class RunSums:
 
 
 @dataclass
-class Summary:
+class Summary(PerWork):
     """A whole run: totals, every interval, and what was measured where.
 
     `band_j` and `methods` are the run's band and methods per component (RunSums); `samples`,
@@ -243,16 +247,6 @@ class Summary:
     def band(self) -> RunBand:
         """The run's energy and CO2 bands and what dominates them."""
         return RunBand.of(self.band_j, self.methods, self.energy_kwh, self.co2_kg, self.site)
-
-    @property
-    def energy_per_sample_j(self) -> float | None:
-        """The run's facility energy per sample trained on, where the framework counted them."""
-        return per_unit_j(self.energy_kwh, self.samples)
-
-    @property
-    def energy_per_token_j(self) -> float | None:
-        """The run's facility energy per input token, where the framework counted them."""
-        return per_unit_j(self.energy_kwh, self.tokens)
 
 
 @dataclass(frozen=True)
