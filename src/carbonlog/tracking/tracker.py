@@ -2,26 +2,25 @@
 
 Intervals tile time: each mark() closes the interval the previous edge opened, so nothing
 between marks is dropped. The parts: Edges (meters and clock -> this process's joules), the
-one sum over ranks, RunTotals (with the resume state), the Budget (with the forecast) and a
-Recorder that writes the ledger on global rank zero.
+one sum over ranks (Sharing), the Account (totals with the resume state, the forecast and the
+budget, the Summary), a Recorder that writes the ledger and the Exports, on global rank zero.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from carbonlog import metrics, units
-from carbonlog._log import say, use_ranks, warn_once
+from carbonlog._log import use_ranks, warn_once
 from carbonlog.distributed import Ranks, ReduceFn, launch_facts
 from carbonlog.errors import ConfigurationError
 from carbonlog.export import Exporter, Exports
 from carbonlog.interval import Interval, RunSums, Summary
 from carbonlog.meters import COMPONENTS
-from carbonlog.tracking.budget import forecast_of
-from carbonlog.tracking.edges import Edges, Window
+from carbonlog.tracking.account import EPOCH, INTERVALS_KEPT, Account, interval_of
+from carbonlog.tracking.edges import Edges
 from carbonlog.tracking.footprint import WaterRate, embodied_kg_per_s
 from carbonlog.tracking.frameworks import (
     meter_options_for,
@@ -35,10 +34,7 @@ from carbonlog.tracking.sharing import Sharing
 from carbonlog.tracking.sync import SyncFn, sum_floats, sum_over_ranks
 from carbonlog.tracking.totals import RunTotals
 
-EPOCH = "epoch"
-INTERVALS_KEPT = 1000
-"""Intervals held in memory: totals, forecast and budget need none of them, so a run of
-20,000 marks holds the last thousand (about 0.7 MB) and the ledger holds every one."""
+__all__ = ["EPOCH", "INTERVALS_KEPT", "Tracker", "track"]
 
 
 class Tracker:
@@ -113,7 +109,7 @@ class Tracker:
             "pretrained": pretrained,
         }
         self.run_info = {**(run_info or {}), **{k: v for k, v in declared.items() if v is not None}}
-        self.planned_epochs = planned_epochs
+        self._account = Account(self.site.pue, self.budget, planned_epochs)
         self._meter_options = checked.meters
         self._reduce = reduce
         self._sharing = Sharing(reduce, self.ranks, self.site)
@@ -121,14 +117,9 @@ class Tracker:
         self._recorder = Recorder(ledger if self.ranks.is_global_zero else False)
         self._exports = Exports(exporters, active=self.ranks.is_global_zero)
         self._edges: Edges | None = None
-        self._totals = RunTotals()
         self._resume_run_id: int | None = None
-        self._intervals: deque[Interval] = deque(maxlen=INTERVALS_KEPT)
         self._lock = threading.Lock()
         self._stopped: Summary | None = None
-        self._embodied_kg_per_s: float | None = None
-        self._water = WaterRate(None, None)
-        self.stop_reason: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -156,8 +147,8 @@ class Tracker:
         wanted = wanted_components(options, self.ranks.measures_host)
         self._sharing.unmeasured = wanted - self._edges.components
         self._edges.open()
-        self._embodied_kg_per_s = embodied_kg_per_s(self._edges.hardware())
-        self._water = WaterRate.of(self.site.grid)
+        self._account.embodied_kg_per_s = embodied_kg_per_s(self._edges.hardware())
+        self._account.water = WaterRate.of(self.site.grid)
         if self._recorder.enabled:
             info = describe_run(
                 self.run_name,
@@ -212,13 +203,11 @@ class Tracker:
             piece, open_part = sum_over_ranks(reduce, window.joules, since_edge)
             g_per_kwh, source = self._sharing.last_intensity()
             open_kwh = units.facility_kwh(open_part.device_j, self.site.pue)
-            totals = (
-                self._totals.energy_kwh + open_kwh,
-                self._totals.co2_kg + units.co2_kg(open_kwh, g_per_kwh),
-            )
+            run = self._account.totals
+            totals = (run.energy_kwh + open_kwh, run.co2_kg + units.co2_kg(open_kwh, g_per_kwh))
             window = window._replace(joules=piece)
             return interval_of(
-                label, self._totals.intervals, window, self.site.pue, (g_per_kwh, source), totals
+                label, run.intervals, window, self.site.pue, (g_per_kwh, source), totals
             )
 
     def stop(
@@ -240,8 +229,16 @@ class Tracker:
         self._recorder.interval(last, None)
         self._exports.interval(last)
         self._edges.shut()
-        summary = self._summary(status)
-        self._recorder.end(*self._stored_status(status), summary.duration_s)
+        summary = self._account.summary(
+            status,
+            self._edges.elapsed_s,
+            run_name=self.run_name,
+            hardware=self.hardware(),
+            site=self.site.describe(),
+            run_id=self.run_id,
+        )
+        stored = self._account.stored_status(status, self._sharing.alone_from)
+        self._recorder.end(*stored, summary.duration_s)
         self._exports.close()
         with self._lock:
             self._stopped = summary
@@ -258,20 +255,33 @@ class Tracker:
     @property
     def intervals(self) -> list[Interval]:
         """The run's intervals, the last INTERVALS_KEPT of a longer run (the ledger has all)."""
-        return list(self._intervals)
+        return list(self._account.intervals)
 
     @property
     def energy_kwh_total(self) -> float:
-        return self._totals.energy_kwh
+        return self._account.totals.energy_kwh
 
     @property
     def co2_kg_total(self) -> float:
-        return self._totals.co2_kg
+        return self._account.totals.co2_kg
 
     @property
     def epochs_done(self) -> int:
         """Epoch intervals so far, those before a resume included."""
-        return self._totals.epochs_done
+        return self._account.totals.epochs_done
+
+    @property
+    def planned_epochs(self) -> int | None:
+        return self._account.planned_epochs
+
+    @planned_epochs.setter
+    def planned_epochs(self, epochs: int | None) -> None:
+        self._account.planned_epochs = epochs
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the budget says the run must end ("budget: ..."), else None."""
+        return self._account.stop_reason
 
     @property
     def should_stop(self) -> bool:
@@ -307,13 +317,13 @@ class Tracker:
 
     def state_dict(self) -> dict:
         """Totals to carry into a resumed run (checkpoint, JSON sidecar)."""
-        return self._totals.state_dict(self.run_id)
+        return self._account.totals.state_dict(self.run_id)
 
     def load_state_dict(self, state: Mapping) -> None:
         """Continue the totals of an earlier part of this run. Call before start()."""
         if self._edges is not None:
             raise RuntimeError("load_state_dict() must come before start()")
-        self._totals = RunTotals.from_state(state)
+        self._account.totals = RunTotals.from_state(state)
         self._resume_run_id = state.get("run_id")
 
     # -- internals ---------------------------------------------------------------------
@@ -326,9 +336,10 @@ class Tracker:
         if self._resume_run_id is None:
             return
         mine = [0.0] * 7  # joules per component, kWh, kg, intervals, found
-        sums = self._totals.sums
+        totals = self._account.totals
+        sums = totals.sums
         record = self._recorder.reopened_run(self._resume_run_id)
-        if record is not None and record.energy_kwh > self._totals.energy_kwh:
+        if record is not None and record.energy_kwh > totals.energy_kwh:
             joules = [record.gpu_j, record.cpu_j, record.ram_j]
             mine = [*joules, record.energy_kwh, record.co2_kg, len(record.intervals), 1.0]
             sums = RunSums.of(record.intervals)
@@ -336,7 +347,7 @@ class Tracker:
             mine = sum_floats(self._reduce, mine) or mine
         if mine[6]:
             joules = Joules(*mine[:3])
-            self._totals = self._totals.continued(joules, mine[3], mine[4], round(mine[5]), sums)
+            self._account.totals = totals.continued(joules, mine[3], mine[4], round(mine[5]), sums)
 
     def _check_running(self, what: str) -> None:
         if self._edges is None or self._stopped is not None:
@@ -345,124 +356,13 @@ class Tracker:
     def _close_interval(
         self, label: str, work: tuple[float | None, float | None] = (None, None)
     ) -> Interval:
-        """Edge, the one sum, totals, forecast, budget: one interval, in that order."""
-        window, index = self._edges.close(), self._totals.intervals
-        rate = self._embodied_kg_per_s
-        embodied_kg = None if rate is None else rate * window.duration_s
-        shared, (g_per_kwh, source) = self._sharing.share(
+        """Edge, the one sum, then the account: one interval, in that order."""
+        window, index = self._edges.close(), self._account.totals.intervals
+        embodied_kg = self._account.embodied_kg(window.duration_s)
+        shared, intensity = self._sharing.share(
             window, self._edges.components, index, (*work, embodied_kg)
         )
-        device_j = shared.joules.device_j
-        energy_kwh = units.facility_kwh(device_j, self.site.pue)
-        co2_kg = units.co2_kg(energy_kwh, g_per_kwh)
-        self._totals.add(shared.joules, energy_kwh, co2_kg, label == EPOCH)
-        totals = (self._totals.energy_kwh, self._totals.co2_kg)
-        forecast = (
-            forecast_of(self._totals, self.planned_epochs) if label == EPOCH else (None, None)
-        )
-        interval = interval_of(
-            label,
-            index,
-            shared.window,
-            self.site.pue,
-            (g_per_kwh, source),
-            totals,
-            forecast,
-            (shared.samples, shared.tokens, shared.embodied_kg),
-            self._water.water_l(units.kwh_from_j(device_j), energy_kwh),
-        )
-        self._totals.sums.add(interval)
-        self._intervals.append(interval)
-        if label == EPOCH:
-            self._check_budget()
-        return interval
-
-    def _check_budget(self) -> None:
-        """Decide once, from totals every rank shares, so all ranks stop at the same epoch."""
-        if self.stop_reason is not None:
-            return
-        t = self._totals
-        why = self.budget.verdict(t.co2_kg, t.energy_kwh, t.epoch_kg, t.epoch_kwh)
-        if why is not None:
-            self.stop_reason = f"budget: {why}"
-            action = "stopping training" if self.budget.action == "stop" else "training goes on"
-            say(f"carbonlog: {why}; {action}")
-
-    def _stored_status(self, status: str) -> tuple[str, str | None]:
-        """The status and reason the ledger keeps: the tracker decides, storage stores. A
-        run that a budget stopped is "budget"; one whose sum over processes failed holds this
-        process's figures alone from then on, so it is "incomplete", not "completed"."""
-        status = self.budget.final_status(status, self.stop_reason)
-        alone_from = self._sharing.alone_from
-        if alone_from is None or status != "completed":
-            return status, self.stop_reason
-        return "incomplete", (
-            f"the sum over processes failed at interval {alone_from}: "
-            "from there on the figures are this process's own"
-        )
-
-    def _summary(self, status: str) -> Summary:
-        joules, sums = self._totals.joules, self._totals.sums
-        return Summary(
-            run_name=self.run_name,
-            status=status,
-            duration_s=self._edges.elapsed_s,
-            gpu_j=joules.gpu_j,
-            cpu_j=joules.cpu_j,
-            ram_j=joules.ram_j,
-            energy_kwh=self._totals.energy_kwh,
-            co2_kg=self._totals.co2_kg,
-            intervals=list(self._intervals),
-            hardware=self.hardware(),
-            site=self.site.describe(),
-            run_id=self.run_id,
-            stop_reason=self.stop_reason,
-            band_j=sums.band_j,
-            methods=sums.methods,
-            samples=sums.samples,
-            tokens=sums.tokens,
-            embodied_kg=sums.embodied_kg,
-            water_l=sums.water_l,
-        )
-
-
-def interval_of(
-    label: str,
-    index: int,
-    window: Window,
-    pue: float,
-    intensity: tuple[float, str],
-    totals: tuple[float, float],
-    forecast: tuple[float | None, float | None] = (None, None),
-    work: tuple[float | None, float | None, float | None] = (None, None, None),
-    water: float | None = None,
-) -> Interval:
-    """An Interval of `window`'s joules, bands and methods, with the intensity used, the
-    running totals, the work (samples, tokens) and embodied kg, and the water (litres)."""
-    joules = window.joules
-    return Interval(
-        label=label,
-        index=index,
-        started_at_s=window.started_at_s,
-        duration_s=window.duration_s,
-        gpu_j=joules.gpu_j,
-        cpu_j=joules.cpu_j,
-        ram_j=joules.ram_j,
-        pue=pue,
-        intensity_g_per_kwh=intensity[0],
-        intensity_source=intensity[1],
-        energy_kwh_total=totals[0],
-        co2_kg_total=totals[1],
-        estimated=tuple(c for c in COMPONENTS if c in window.estimated),
-        forecast_energy_kwh=forecast[0],
-        forecast_co2_kg=forecast[1],
-        band_j=window.band_j,
-        methods=window.methods,
-        samples=work[0],
-        tokens=work[1],
-        embodied_kg=work[2],
-        water_l=water,
-    )
+        return self._account.close(label, shared, intensity)
 
 
 @contextmanager
